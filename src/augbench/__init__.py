@@ -1,0 +1,1 @@
+"""augbench: reproducible data-augmentation studies."""

@@ -1,0 +1,330 @@
+"""Datasets held on the training device as uint8, served as normalised device batches.
+
+No DataLoader workers and no PIL: an epoch is one seeded permutation on the device, a batch is an
+index into the resident tensor followed by one fused normalisation. Batches are dicts so that
+augmentation callbacks can replace entries in place.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from filelock import FileLock
+from torchvision import datasets
+
+from augbench.seeding import derive_seed
+
+
+class DatasetError(RuntimeError):
+    """A dataset is missing, unreadable or corrupt; the message says where and what to do."""
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    channels: int
+    size: int
+    num_classes: int
+    mean: tuple[float, ...]  # of the dataset's own training images, in [0, 1]
+    std: tuple[float, ...]
+    url: str
+
+
+SPECS = {
+    "cifar10": DatasetSpec(
+        "cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    ),
+    "cifar100": DatasetSpec(
+        "cifar100", 3, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
+    ),
+    # statistics of the 28x28 images zero-padded to 32x32, which is what the models see
+    "fashion_mnist": DatasetSpec(
+        "fashion_mnist", 1, 32, 10, (0.2190,), (0.3318,),
+        "https://github.com/zalandoresearch/fashion-mnist",
+    ),
+}
+
+FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
+
+
+def get_spec(name: str) -> DatasetSpec:
+    if name not in SPECS:
+        raise ValueError(f"data.name={name!r} is not a known dataset; choose one of: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def default_root(name: str) -> str:
+    if name == "fashion_mnist" and os.path.isdir(FASHION_MNIST_SYSTEM_DIR):
+        return FASHION_MNIST_SYSTEM_DIR
+    return "data"
+
+
+# --- CIFAR through torchvision's classes ---------------------------------------------------------
+
+_CIFAR = {"cifar10": datasets.CIFAR10, "cifar100": datasets.CIFAR100}
+
+
+def _unverified(cls):
+    """torchvision's CIFAR class with the md5 checks replaced by existence checks (own files only)."""
+
+    class Unverified(cls):
+        def _check_integrity(self) -> bool:
+            return all((Path(self.root) / self.base_folder / f).is_file() for f, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+
+    return Unverified
+
+
+def _cifar_help(spec: DatasetSpec, root: Path) -> str:
+    folder = root / _CIFAR[spec.name].base_folder
+    return (
+        f"{spec.name} is expected in {folder}/ (torchvision's python-pickle layout). Download and "
+        f"extract {spec.url} into {root}/, or point data.root at the folder that holds it"
+    )
+
+
+def _load_cifar(spec: DatasetSpec, root: Path, verify: bool):
+    cls = _CIFAR[spec.name] if verify else _unverified(_CIFAR[spec.name])
+    out = []
+    for train in (True, False):
+        try:
+            ds = cls(str(root), train=train, download=False)
+        except RuntimeError as e:  # torchvision: "Dataset not found or corrupted"
+            raise DatasetError(f"{spec.name} is missing or failed its md5 check: {e}. {_cifar_help(spec, root)}"
+                               + (". For files you made yourself, set data.verify=false" if verify else "")) from None
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, OSError) as e:
+            raise DatasetError(f"{spec.name} under {root} is corrupt ({type(e).__name__}: {e}). "
+                               f"Delete it and download again. {_cifar_help(spec, root)}") from None
+        x = np.asarray(ds.data)
+        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != (32, 32, 3) or len(ds.targets) != len(x):
+            raise DatasetError(f"{spec.name} under {root} is corrupt: images of shape {x.shape}, "
+                               f"{len(ds.targets)} labels. {_cifar_help(spec, root)}")
+        y = torch.as_tensor(np.asarray(ds.targets, dtype=np.int64))
+        if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
+            raise DatasetError(f"{spec.name} under {root} is corrupt: labels outside [0, {spec.num_classes}).")
+        out += [torch.from_numpy(x).permute(0, 3, 1, 2).contiguous(), y]
+    return out
+
+
+def _download_cifar(spec: DatasetSpec, root: Path) -> None:
+    try:
+        for train in (True, False):  # download=True verifies the archive's md5
+            _CIFAR[spec.name](str(root), train=train, download=True)
+    except Exception as e:  # noqa: BLE001 - network errors come in many types
+        raise DatasetError(f"{spec.name} could not be downloaded ({type(e).__name__}: {e}). "
+                           f"{_cifar_help(spec, root)}") from None
+
+
+# --- Fashion-MNIST from the original idx files --------------------------------------------------
+
+_FMNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+def _find_idx(root: Path, stem: str) -> Path | None:
+    for folder in (root, root / "FashionMNIST" / "raw"):
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse an idx file (optionally gzipped); raise DatasetError if it is truncated or malformed."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, gzip.BadGzipFile) as e:
+        raise DatasetError(f"{path} is corrupt ({type(e).__name__}: {e}); delete it and fetch it again.") from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DatasetError(f"{path} is not an idx file of uint8 (bad magic number); delete it and fetch it again.")
+    ndim = raw[3]
+    dims = struct.unpack(f">{ndim}I", raw[4 : 4 + 4 * ndim])
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DatasetError(f"{path} is truncated: header says {dims}, found {data.size} bytes of data; "
+                           "delete it and fetch it again.")
+    return data.reshape(dims)
+
+
+def _fmnist_help(root: Path) -> str:
+    return (f"Fashion-MNIST idx files (train-images-idx3-ubyte.gz, ...) are expected in {root}/. "
+            "Install them with `apt-get install dataset-fashion-mnist` (into "
+            f"{FASHION_MNIST_SYSTEM_DIR}), let augbench download them with data.download=true, "
+            "or point data.root at a folder that holds them")
+
+
+def _load_fmnist(spec: DatasetSpec, root: Path):
+    out = []
+    for split in ("train", "test"):
+        paths = [_find_idx(root, stem) for stem in _FMNIST_FILES[split]]
+        if None in paths:
+            raise DatasetError(f"Fashion-MNIST is missing. {_fmnist_help(root)}.")
+        x, y = (read_idx(p) for p in paths)
+        if x.ndim != 3 or x.shape[1:] != (28, 28) or y.ndim != 1 or len(x) != len(y) or (len(y) and y.max() >= 10):
+            raise DatasetError(f"Fashion-MNIST in {root} is corrupt: images {x.shape}, labels {y.shape}.")
+        # pad 28x28 to 32x32 with black so every backbone takes it
+        x = np.pad(x, ((0, 0), (2, 2), (2, 2)))[:, None]
+        out += [torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(y.astype(np.int64))]
+    return out
+
+
+def _download_fmnist(root: Path) -> None:
+    try:
+        for train in (True, False):
+            datasets.FashionMNIST(str(root), train=train, download=True)
+    except Exception as e:  # noqa: BLE001
+        raise DatasetError(f"Fashion-MNIST could not be downloaded ({type(e).__name__}: {e}). "
+                           f"{_fmnist_help(root)}.") from None
+
+
+def _present(spec: DatasetSpec, root: Path) -> bool:
+    if spec.name == "fashion_mnist":
+        return all(_find_idx(root, s) for pair in _FMNIST_FILES.values() for s in pair)
+    return (root / _CIFAR[spec.name].base_folder).is_dir()
+
+
+def prepare(spec: DatasetSpec, root: Path, download: bool) -> None:
+    """Download once if missing. The file lock makes concurrent jobs wait for the first download."""
+    if _present(spec, root):
+        return
+    if not download:
+        help_ = _fmnist_help(root) if spec.name == "fashion_mnist" else _cifar_help(spec, root)
+        raise DatasetError(f"{spec.name} is missing and data.download=false. {help_}.")
+    root.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f".{spec.name}.download.lock")):
+        if not _present(spec, root):  # another job may have finished it while we waited
+            _download_fmnist(root) if spec.name == "fashion_mnist" else _download_cifar(spec, root)
+
+
+def load(spec: DatasetSpec, root: Path, verify: bool = True):
+    """(train_x, train_y, test_x, test_y): uint8 N×C×32×32 images and int64 labels on the CPU."""
+    if spec.name == "fashion_mnist":
+        return _load_fmnist(spec, root)
+    return _load_cifar(spec, root, verify)
+
+
+# --- device batches -----------------------------------------------------------------------------
+
+
+class DeviceLoader:
+    """Yields ``{"image": float N×C×H×W normalised, "target": long N}`` from resident uint8 tensors.
+
+    With ``shuffle`` each epoch is a permutation drawn from a generator seeded by (seed, epoch), so
+    data order depends only on the epoch number: a resumed run sees the same batches.
+    """
+
+    def __init__(self, images, targets, batch_size, mean, std, *, shuffle=False, drop_last=False,
+                 seed=0, epoch_fn=lambda: 0):
+        self.images, self.targets = images, targets
+        self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
+        self.seed, self.epoch_fn = seed, epoch_fn
+        mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std  # x/255 - mean)/std as one multiply-add
+
+    def __len__(self) -> int:
+        n = len(self.images)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        device = self.images.device
+        if self.shuffle:
+            g = torch.Generator(device=device)
+            g.manual_seed(derive_seed(self.seed, "epoch", self.epoch_fn()))
+            order = torch.randperm(len(self.images), generator=g, device=device)
+        else:
+            order = torch.arange(len(self.images), device=device)
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            image = torch.addcmul(self.shift, self.images[idx].float(), self.scale)
+            yield {"image": image, "target": self.targets[idx]}
+
+
+class AugDataModule(L.LightningDataModule):
+    """CIFAR-10, CIFAR-100 or Fashion-MNIST with a seeded held-out validation split.
+
+    ``device_resident`` (default) keeps the uint8 dataset on the training device; otherwise it stays
+    in host memory and Lightning moves each batch.
+    """
+
+    def __init__(self, name: str = "cifar10", root: str | None = None, batch_size: int = 128,
+                 eval_batch_size: int = 1000, val_fraction: float = 0.2, verify: bool = True,
+                 download: bool = True, device_resident: bool = True, test_every_epoch: bool = False,
+                 seed: int = 0):
+        super().__init__()
+        self.spec = get_spec(name)
+        self.root = Path(root or default_root(name))
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.val_fraction, self.verify, self.download = val_fraction, verify, download
+        self.device_resident, self.test_every_epoch, self.seed = device_resident, test_every_epoch, seed
+        self.host = None  # CPU tensors, loaded once
+        self.tensors = None  # the same on the training device
+
+    def prepare_data(self) -> None:
+        prepare(self.spec, self.root, self.download)
+
+    def load(self) -> None:
+        """Read and check the files now, so that a missing or corrupt dataset fails before training."""
+        if self.host is None:
+            self.prepare_data()
+            train_x, train_y, test_x, test_y = load(self.spec, self.root, self.verify)
+            # held-out split drawn from the seed alone: the same for every run with this seed
+            g = torch.Generator().manual_seed(derive_seed(self.seed, "val_split"))
+            perm = torch.randperm(len(train_x), generator=g)
+            n_val = int(round(self.val_fraction * len(train_x)))
+            val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
+            self.host = {
+                "train": (train_x[train], train_y[train]),
+                "val": (train_x[val], train_y[val]),
+                "test": (test_x, test_y),
+            }
+            if len(train) < self.batch_size:
+                raise ValueError(f"data.batch_size={self.batch_size} is larger than the {len(train)} "
+                                 f"training images of {self.spec.name}; lower it")
+
+    def setup(self, stage: str | None = None) -> None:
+        self.load()
+        if self.tensors is None:
+            device = torch.device("cpu")
+            if self.device_resident and self.trainer is not None:
+                device = self.trainer.strategy.root_device
+            self.tensors = {k: (x.to(device), y.to(device)) for k, (x, y) in self.host.items()}
+
+    def _loader(self, split: str, **kw) -> DeviceLoader:
+        x, y = self.tensors[split]
+        bs = self.batch_size if split == "train" else self.eval_batch_size
+        return DeviceLoader(x, y, bs, self.spec.mean, self.spec.std, **kw)
+
+    def _epoch(self) -> int:
+        return self.trainer.current_epoch if self.trainer is not None else 0
+
+    def train_dataloader(self):
+        # drop_last keeps every training batch the same shape (static shapes for compile/graphs)
+        return self._loader("train", shuffle=True, drop_last=True, seed=self.seed, epoch_fn=self._epoch)
+
+    @property
+    def eval_names(self) -> list[str]:
+        """Which splits the validation loop evaluates each epoch, in dataloader order."""
+        names = ["val"] if len(self.host["val"][0]) else []
+        return names + (["test"] if self.test_every_epoch else [])
+
+    def val_dataloader(self):
+        return [self._loader(name) for name in self.eval_names]
+
+    def test_dataloader(self):
+        return self._loader("test")

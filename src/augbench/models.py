@@ -1,0 +1,186 @@
+"""CIFAR-sized backbones of the study (3x3 stems, no ImageNet max-pool) and a registry.
+
+Each builder takes ``in_channels`` and ``num_classes`` from the dataset, so every model runs on
+CIFAR-10/100 (3x32x32) and on Fashion-MNIST padded to 1x32x32.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str):
+    def wrap(fn):
+        MODELS[name] = fn
+        return fn
+
+    return wrap
+
+
+def build_model(name: str, in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+    if name not in MODELS:
+        valid = ", ".join(sorted(MODELS))
+        raise ValueError(f"model.name={name!r} is not a known model; choose one of: {valid}")
+    return MODELS[name](in_channels=in_channels, num_classes=num_classes)
+
+
+# --- ResNet-18 -------------------------------------------------------------------------------
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_planes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes)
+            )
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    def __init__(self, blocks=(2, 2, 2, 2), in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        layers, in_planes = [], 64
+        for i, (planes, n) in enumerate(zip((64, 128, 256, 512), blocks)):
+            for j in range(n):
+                stride = 2 if (i > 0 and j == 0) else 1
+                layers.append(BasicBlock(in_planes, planes, stride))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.linear = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        out = self.layers(F.relu(self.bn1(self.conv1(x))))
+        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.linear(out)
+
+
+@register("resnet18")
+def resnet18(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+    return ResNet((2, 2, 2, 2), in_channels, num_classes)
+
+
+# --- LeNet-5 ---------------------------------------------------------------------------------
+
+
+class LeNet(nn.Module):
+    def __init__(self, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 6, 5)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, num_classes)
+
+    def forward(self, x):
+        out = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        out = F.max_pool2d(F.relu(self.conv2(out)), 2)
+        out = F.relu(self.fc1(out.flatten(1)))
+        out = F.relu(self.fc2(out))
+        return self.fc3(out)
+
+
+@register("lenet")
+def lenet(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+    return LeNet(in_channels, num_classes)
+
+
+# --- DenseNet-BC (growth 12, blocks 6-12-24-16, compression 0.5) -----------------------------
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, in_planes: int, growth: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, 4 * growth, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(4 * growth)
+        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        out = self.conv1(F.relu(self.bn1(x)))
+        out = self.conv2(F.relu(self.bn2(out)))
+        return torch.cat([out, x], 1)
+
+
+class Transition(nn.Module):
+    def __init__(self, in_planes: int, out_planes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.conv = nn.Conv2d(in_planes, out_planes, 1, bias=False)
+
+    def forward(self, x):
+        return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
+
+
+class DenseNet(nn.Module):
+    def __init__(self, blocks=(6, 12, 24, 16), growth: int = 12, reduction: float = 0.5,
+                 in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        planes = 2 * growth
+        self.conv1 = nn.Conv2d(in_channels, planes, 3, padding=1, bias=False)
+        stages = []
+        for i, n in enumerate(blocks):
+            for _ in range(n):
+                stages.append(Bottleneck(planes, growth))
+                planes += growth
+            if i < len(blocks) - 1:  # no transition after the last dense block
+                out_planes = int(math.floor(planes * reduction))
+                stages.append(Transition(planes, out_planes))
+                planes = out_planes
+        self.features = nn.Sequential(*stages)
+        self.bn = nn.BatchNorm2d(planes)
+        self.linear = nn.Linear(planes, num_classes)
+
+    def forward(self, x):
+        out = F.relu(self.bn(self.features(self.conv1(x))))
+        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+
+
+@register("densenet")
+def densenet(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+    return DenseNet(in_channels=in_channels, num_classes=num_classes)
+
+
+# --- VGG-11 with BatchNorm -------------------------------------------------------------------
+
+VGG11 = (64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M")
+
+
+class VGG(nn.Module):
+    def __init__(self, cfg=VGG11, in_channels: int = 3, num_classes: int = 10):
+        super().__init__()
+        layers, c = [], in_channels
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2))
+            else:
+                layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]
+                c = v
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.features(x).flatten(1))
+
+
+@register("vgg")
+def vgg(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+    return VGG(VGG11, in_channels, num_classes)

@@ -1,0 +1,142 @@
+"""The LightningModule: a backbone, the study's optimiser, and clean top-1/top-5 metrics."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics import MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from augbench.models import build_model
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or inf."""
+
+
+class Classifier(L.LightningModule):
+    """Trains on hard or mixed batches; a mixed batch carries ``target_b`` and per-sample ``lam``:
+    loss = λ·CE(y) + (1−λ)·CE(y_b), and train accuracy is λ-weighted the same way."""
+
+    def __init__(self, model: str, in_channels: int, num_classes: int, lr: float = 0.1,
+                 momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
+                 milestones=(60, 120, 160), gamma: float = 0.1, channels_last: bool = False,
+                 check_finite_every_n_steps: int = 50):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = build_model(model, in_channels, num_classes)
+        self.channels_last = channels_last
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.train_loss, self.train_acc = MeanMetric(), MeanMetric()
+        top5 = min(5, num_classes)
+        self.acc1 = torch.nn.ModuleDict({s: MulticlassAccuracy(num_classes, top_k=1, average="micro") for s in ("val", "test")})
+        self.acc5 = torch.nn.ModuleDict({s: MulticlassAccuracy(num_classes, top_k=top5, average="micro") for s in ("val", "test")})
+        self.eval_loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        # first non-finite step of the epoch, kept on the device: checking it every step would sync
+        self.register_buffer("bad_step", torch.tensor(-1, dtype=torch.long), persistent=False)
+        # one row per epoch: train and eval metrics as floats, saved in the checkpoint for resumes
+        self.history: list[dict] = []
+        self._eval_row: dict = {}
+
+    def forward(self, x):
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch["image"], batch["target"]
+        logits = self(x)
+        if "target_b" in batch:  # mixed batch (mixup / cutmix)
+            lam = batch["lam"].float()
+            y_b = batch["target_b"]
+            loss_a = F.cross_entropy(logits, y, reduction="none")
+            loss_b = F.cross_entropy(logits, y_b, reduction="none")
+            loss = (lam * loss_a + (1 - lam) * loss_b).mean()
+            pred = logits.argmax(1)
+            acc = lam * (pred == y).float() + (1 - lam) * (pred == y_b).float()
+        else:
+            loss = F.cross_entropy(logits, y)
+            acc = (logits.argmax(1) == y).float()
+        self.train_loss.update(loss.detach())
+        self.train_acc.update(acc.mean())
+        self._watch_finite(loss.detach(), batch_idx)
+        return loss
+
+    def _watch_finite(self, loss, batch_idx):
+        n = self.hparams.check_finite_every_n_steps
+        first_bad = torch.where(torch.isfinite(loss) | (self.bad_step >= 0), self.bad_step, batch_idx)
+        self.bad_step.copy_(first_bad)
+        if n and (batch_idx + 1) % n == 0:
+            self._raise_if_bad()
+
+    def _raise_if_bad(self):
+        step = int(self.bad_step)
+        if step >= 0:
+            raise NonFiniteLossError(
+                f"training loss became NaN/inf at epoch {self.current_epoch}, step {step} of that epoch; "
+                "the last good checkpoint is kept. Lower optim.lr, or use trainer.precision=32-true"
+            )
+
+    def on_train_epoch_start(self):
+        self.bad_step.fill_(-1)
+
+    def on_train_epoch_end(self):
+        # runs before ModelCheckpoint saves, so non-finite weights never reach last.ckpt
+        self._raise_if_bad()
+        row = {"train/loss": self.train_loss.compute(), "train/acc1": self.train_acc.compute()}
+        row["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]  # before this epoch's step
+        self.log_dict(row)
+        self.train_loss.reset()
+        self.train_acc.reset()
+        row |= self._eval_row
+        self.history.append({"epoch": self.current_epoch} | {k.replace("/", "_"): float(v) for k, v in row.items()})
+        self._eval_row = {}
+
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["augbench_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint):
+        self.history = list(checkpoint.get("augbench_history", []))
+
+    def _eval_step(self, batch, split):
+        logits = self(batch["image"])
+        y = batch["target"]
+        self.eval_loss[split].update(F.cross_entropy(logits, y))
+        self.acc1[split].update(logits, y)
+        self.acc5[split].update(logits, y)
+
+    def _log_eval(self, split):
+        row = {f"{split}/loss": self.eval_loss[split].compute(), f"{split}/acc1": self.acc1[split].compute(),
+               f"{split}/acc5": self.acc5[split].compute()}
+        self.log_dict(row)
+        for m in (self.eval_loss[split], self.acc1[split], self.acc5[split]):
+            m.reset()
+        return row
+
+    def _eval_splits(self):
+        dm = self.trainer.datamodule
+        return dm.eval_names if dm is not None else ["val"]
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_step(batch, self._eval_splits()[dataloader_idx])
+
+    def on_validation_epoch_end(self):
+        if not self.trainer.sanity_checking:
+            for split in self._eval_splits():
+                self._eval_row |= self._log_eval(split)
+
+    def test_step(self, batch, batch_idx):
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self):
+        self._log_eval("test")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        # weight decay on every parameter, as the study; foreach kernels batch the update
+        opt = torch.optim.SGD(self.parameters(), lr=hp.lr, momentum=hp.momentum, nesterov=hp.nesterov,
+                              weight_decay=hp.weight_decay, foreach=True)
+        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}

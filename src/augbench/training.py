@@ -1,0 +1,136 @@
+"""``train(cfg)``: one run from a composed config, top to bottom.
+
+The Hydra entry point (``train.py``) is a thin wrapper; tests call ``train`` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+
+from augbench.callbacks import GalleryLogger
+from augbench.config import validate
+from augbench.module import Classifier
+from augbench.runs import AtomicCheckpointIO, read_metrics, resume_checkpoint, write_metrics
+
+log = logging.getLogger("augbench")
+
+
+class RunExistsError(RuntimeError):
+    """A completed run with a different config already owns the output folder."""
+
+
+def resolve_precision(precision: str, on_gpu: bool) -> str:
+    if str(precision) != "auto":
+        return str(precision)
+    if on_gpu:
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
+def _same_config(a: dict, b: dict) -> bool:
+    strip = lambda c: {k: v for k, v in c.items() if k != "output_dir"}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train, test on the final-epoch weights, write metrics.json; return the metrics."""
+    validate(cfg)  # bad configs fail here, in seconds, before any data is read
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    config = OmegaConf.to_container(cfg, resolve=True)
+
+    previous = read_metrics(out)
+    if previous and previous.get("status") == "completed":
+        if _same_config(previous.get("config", {}), config):
+            log.info("%s already completed (test_acc1=%.4f); skipping", out, previous["test_acc1"])
+            return previous
+        raise RunExistsError(f"{out} holds a completed run with a different config; it is never overwritten. "
+                             "Choose another folder (hydra.run.dir=...) or move that run away")
+
+    L.seed_everything(cfg.seed, workers=True)  # python, numpy, torch; seed=0 is a real seed
+    datamodule = instantiate(cfg.data)
+    datamodule.load()  # a missing or corrupt dataset fails here, before training
+    spec = datamodule.spec
+
+    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
+        cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
+    precision = resolve_precision(cfg.trainer.precision, on_gpu)
+    log.info("device: %s, precision: %s", torch.cuda.get_device_name() if on_gpu else "cpu", precision)
+
+    model = Classifier(cfg.model.name, spec.channels, spec.num_classes, channels_last=on_gpu, **cfg.optim)
+    if cfg.model.compile:
+        model.net = torch.compile(model.net)
+
+    callbacks = [instantiate(c) for c in cfg.aug.callbacks]  # order matters: crop/flip before cut/mix
+    callbacks += [
+        GalleryLogger(),
+        # saved at the end of every training epoch, after the NaN check, atomically
+        ModelCheckpoint(dirpath=out, filename="last", save_last=True, save_top_k=0,
+                        save_on_train_epoch_end=True, enable_version_counter=False),
+    ]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))  # a redraw per step costs time
+    logger = TensorBoardLogger(out, name="tb", version="", default_hp_metric=False)
+    overrides = {}
+    if not datamodule.eval_names:
+        overrides["limit_val_batches"] = 0
+    if cfg.trainer.benchmark is None:
+        overrides["benchmark"] = on_gpu
+    trainer: L.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=logger,
+                                     plugins=[AtomicCheckpointIO()], default_root_dir=str(out), **overrides)
+
+    debug = bool(cfg.trainer.fast_dev_run)
+    write_metrics(out, {"status": "running", "config": config})
+    start = time.time()
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(out))
+        # the study reports the final epoch: test the weights we ended with, never a "best" epoch
+        test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
+    except BaseException as e:
+        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        write_metrics(out, {"status": status, "error": f"{type(e).__name__}: {e}", "config": config})
+        raise
+
+    final = model.history[-1] if model.history else {}
+    metrics = {
+        # fast_dev_run results are not results: a relaunch trains for real
+        "status": "fast_dev_run" if debug else "completed",
+        "experiment": cfg.experiment_name,
+        "data": spec.name, "model": cfg.model.name, "aug": cfg.aug.name, "seed": cfg.seed,
+        "test_acc1": test["test/acc1"], "test_acc5": test["test/acc5"], "test_loss": test["test/loss"],
+        "val_acc1": final.get("val_acc1"), "val_acc5": final.get("val_acc5"),
+        "epochs": trainer.current_epoch,
+        "wall_seconds": round(time.time() - start, 2),
+        "precision": precision,
+        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+        "history": {k: [row.get(k) for row in model.history] for k in model.history[0]} if model.history else {},
+        "config": config,
+    }
+    write_metrics(out, metrics)
+    hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in _flatten(config).items()}
+    logger.log_hyperparams(hparams, {f"hp/{k}": metrics[k] for k in ("test_acc1", "test_acc5")}
+                           | ({"hp/val_acc1": metrics["val_acc1"]} if metrics["val_acc1"] is not None else {}))
+    logger.finalize("success")
+    log.info("%s: test_acc1=%.4f test_acc5=%.4f in %.0f s", out, metrics["test_acc1"], metrics["test_acc5"],
+             metrics["wall_seconds"])
+    return metrics
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat |= _flatten(v, key + ".")
+        elif not (isinstance(v, list) and v and isinstance(v[0], dict)):  # skip callback specs
+            flat[key] = v
+    return flat
