@@ -117,7 +117,7 @@ def test_mixup_lambda_per_sample_is_beta():
 
 
 # -------------------------------------------------------------------------- cutmix
-def cutmix_regions(xm, x_src_vals, y_b, label_offset):
+def cutmix_regions(xm, y_b, label_offset):
     """Per image: (own value, partner value from pixels, mask of partner pixels)."""
     out = []
     for i in range(xm.shape[0]):
@@ -144,7 +144,7 @@ def test_cutmix_box_lambda_and_labels(per_sample):
         xm, y_b, lam = cutmix(x, y, alpha=1.0, prob=1.0, generator=gen(seed), per_sample=per_sample)
         assert xm.dtype == x.dtype and lam.dtype == torch.float32 and y_b.dtype == torch.long
         assert sorted((y_b - 1000).tolist()) == list(range(n)), "y_b is not y permuted"
-        for i, p, foreign in cutmix_regions(xm, x, y_b, 1000):
+        for i, p, foreign in cutmix_regions(xm, y_b, 1000):
             if p is None:  # empty box, or the image drew itself as partner
                 if int(y_b[i]) - 1000 != i:
                     assert float(lam[i]) == 1.0
@@ -176,7 +176,7 @@ def test_cutmix_box_centres_uniform_and_size_from_lambda():
     xm, y_b, lam = cutmix(x, y, alpha=1e5, prob=1.0, generator=gen(11), per_sample=True)
     cys, cxs = [], []
     clipped = {"top": 0, "bottom": 0, "left": 0, "right": 0}
-    for i, p, foreign in cutmix_regions(xm, x, y_b, 0):
+    for i, p, foreign in cutmix_regions(xm, y_b, 0):
         if p is None:
             continue
         y1, y2, x1, x2 = assert_one_rectangle(foreign)

@@ -1,0 +1,48 @@
+# augbench — `make help` lists the targets. Every target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+RUN := $(UV) run --locked --no-sync
+ARGS ?=
+GRID ?= multirun/grid
+
+.DEFAULT_GOAL := help
+.PHONY: help install train test test-fast gallery report grid bench tensorboard clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+install: .venv/.synced ## bootstrap uv if missing, then install the locked environment into .venv
+
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: installing it with pip"; \
+	  $(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv; }
+	$(UV) sync --locked
+	@touch $@
+
+train: install ## train the default run (make train ARGS="model=lenet aug=cutmix")
+	$(RUN) python train.py $(ARGS)
+
+test: install ## run the test suite (includes a ~3 min real-data run; see test-fast)
+	$(RUN) python -m pytest $(ARGS)
+
+test-fast: install ## the test suite without the slow real-data runs
+	$(RUN) python -m pytest -m "not slow" $(ARGS)
+
+gallery: install ## write gallery.png: training images under each of the five regimes
+	$(RUN) python -m augbench.gallery $(ARGS)
+
+grid: install ## the whole study: 2 datasets x 4 models x 5 regimes x 5 seeds (resumable)
+	$(RUN) python train.py --multirun experiment=grid $(ARGS)
+
+report: install ## Table 1, curves and report.md for a finished or partial grid (GRID=multirun/grid)
+	$(RUN) python -m augbench.report $(GRID) $(ARGS)
+
+bench: install ## throughput of augbench vs the conventional pipeline; writes benchmarks/
+	$(RUN) python -m augbench.bench $(ARGS)
+
+tensorboard: install ## serve the TensorBoard logs of outputs/ and multirun/ on port 6006
+	$(RUN) tensorboard --logdir . --port 6006 --bind_all
+
+clean: ## remove the virtual environment and caches (never run outputs)
+	rm -rf .venv .pytest_cache

@@ -1,0 +1,109 @@
+"""The augmentation gallery: the same training images under each of the five regimes.
+
+    python -m augbench.gallery --data fashion_mnist --out gallery.png
+
+Each regime runs through the very callbacks training uses (with their default knobs), on one batch.
+Mixed images are captioned with both labels and λ, like the study's figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+from augbench.callbacks import CropFlip, Cutout, CutMix, Mixup  # noqa: E402
+from augbench.data import SPECS, DeviceLoader, default_root, load, prepare  # noqa: E402
+
+CLASSES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+    "fashion_mnist": ("T-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag",
+                      "boot"),
+}
+
+
+def regimes(seed: int) -> dict[str, list]:
+    return {
+        "baseline": [],
+        "baseline_plus": [CropFlip(seed=seed)],
+        "cutout": [CropFlip(seed=seed), Cutout(seed=seed)],
+        "mixup": [CropFlip(seed=seed), Mixup(seed=seed)],
+        "cutmix": [CropFlip(seed=seed), CutMix(seed=seed)],
+    }
+
+
+def augmented_batches(images: torch.Tensor, targets: torch.Tensor, data: str, seed: int = 0) -> dict[str, dict]:
+    """{regime: batch dict} for one uint8 batch, each regime applied as in training."""
+    spec = SPECS[data]
+    clean = next(iter(DeviceLoader(images, targets, len(images), spec.mean, spec.std)))
+    out = {}
+    for name, callbacks in regimes(seed).items():
+        batch = {k: v.clone() for k, v in clean.items()}
+        for cb in callbacks:
+            cb.prepare(spec.mean, spec.std, images.device)
+            cb.apply(batch)
+        out[name] = batch
+    return out
+
+
+def caption(batch: dict, i: int, names) -> str:
+    label = lambda k: names[k] if names else str(k)  # noqa: E731
+    y = int(batch["target"][i])
+    if "target_b" not in batch or float(batch["lam"][i]) == 1.0:
+        return label(y)
+    lam = float(batch["lam"][i])
+    return f"{label(y)} {lam:.2f}\n{label(int(batch['target_b'][i]))} {1 - lam:.2f}"
+
+
+def render(batches: dict[str, dict], data: str, out: Path) -> Path:
+    spec = SPECS[data]
+    mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
+    std = torch.tensor(spec.std).view(1, -1, 1, 1)
+    n = len(next(iter(batches.values()))["target"])
+    fig, axes = plt.subplots(len(batches), n, figsize=(1.6 * n, 1.9 * len(batches)), squeeze=False)
+    for row, (name, batch) in enumerate(batches.items()):
+        images = (batch["image"].cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+        for i in range(n):
+            ax = axes[row, i]
+            ax.imshow(images[i].squeeze(-1) if spec.channels == 1 else images[i],
+                      cmap="gray" if spec.channels == 1 else None, vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(caption(batch, i, CLASSES.get(data)), fontsize=7)
+        axes[row, 0].set_ylabel(name, fontsize=10)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)  # rename into place: never a half-written image
+    plt.close(fig)
+    tmp.replace(out)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", choices=sorted(SPECS), default=None,
+                   help="dataset (default: cifar10 when ./data has it, else fashion_mnist)")
+    p.add_argument("--root", default=None, help="dataset folder (default: as data.root in training)")
+    p.add_argument("--no-verify", action="store_true", help="skip the md5 check (files you made yourself)")
+    p.add_argument("--n", type=int, default=8, help="images per regime")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", type=Path, default=Path("gallery.png"))
+    args = p.parse_args(argv)
+
+    data = args.data or ("cifar10" if Path("data/cifar-10-batches-py").is_dir() else "fashion_mnist")
+    root = Path(args.root or default_root(data))
+    prepare(SPECS[data], root, download=True)
+    train_x, train_y, _, _ = load(SPECS[data], root, verify=not args.no_verify)
+    pick = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(args.seed))[: args.n]
+    batches = augmented_batches(train_x[pick], train_y[pick], data, args.seed)
+    print(f"wrote {render(batches, data, args.out)} ({data}, {args.n} images x {len(batches)} regimes)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

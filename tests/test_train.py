@@ -1,0 +1,107 @@
+"""train(cfg) end to end on fake CIFAR, composed from the real configs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from augbench.config import ConfigError
+from augbench.data import DatasetError
+from augbench.training import RunExistsError, train
+from conftest import FMNIST, TINY, make_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("data", ["cifar10", "cifar100"])
+@pytest.mark.parametrize("model", ["resnet18", "lenet", "densenet", "vgg"])
+def test_every_backbone_on_both_cifars(tmp_path, fake_cifar, data, model):
+    out = tmp_path / "run"
+    metrics = train(make_cfg(out, TINY + [f"data={data}", f"model={model}"], fake_cifar))
+
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["status"] == "completed" and saved == json.loads(json.dumps(metrics))
+    for key in ("test_acc1", "test_acc5", "val_acc1"):
+        assert 0.0 <= saved[key] <= 1.0
+    assert saved["test_acc5"] >= saved["test_acc1"]
+    assert saved["epochs"] == 1 and saved["wall_seconds"] > 0 and saved["precision"] == "32-true"
+    assert saved["config"]["model"]["name"] == model and saved["config"]["data"]["name"] == data
+    assert saved["history"]["epoch"] == [0] and saved["history"]["train_lr"] == [0.1]
+
+    ckpt = torch.load(out / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == 2 and "state_dict" in ckpt
+    tb = out / "tb"  # one fixed folder, no version_N
+    assert not any(p.name.startswith("version_") for p in tb.iterdir())
+    ea = EventAccumulator(str(tb)).Reload()
+    assert {"train/loss", "train/acc1", "val/acc1", "test/acc1"} <= set(ea.Tags()["scalars"])
+
+
+def test_fast_dev_run_is_not_recorded_as_a_result(tmp_path, fake_cifar):
+    out = tmp_path / "run"
+    train(make_cfg(out, TINY + ["model=lenet", "trainer.fast_dev_run=true"], fake_cifar))
+    assert json.loads((out / "metrics.json").read_text())["status"] == "fast_dev_run"
+
+
+def _run(tmp_path, fake_cifar, name, extra=()):
+    return train(make_cfg(tmp_path / name, TINY + ["model=lenet", "aug=cutmix", *extra], fake_cifar))
+
+
+def test_same_seed_same_numbers_and_seed_zero_really_seeds(tmp_path, fake_cifar):
+    a = _run(tmp_path, fake_cifar, "a", ["seed=0"])
+    b = _run(tmp_path, fake_cifar, "b", ["seed=0"])
+    c = _run(tmp_path, fake_cifar, "c", ["seed=1"])
+    # if seed 0 were skipped, the two seed-0 runs would start from different random weights
+    assert a["history"] == b["history"] and a["test_loss"] == b["test_loss"]
+    assert a["history"]["train_loss"] != c["history"]["train_loss"]
+    wa = torch.load(tmp_path / "a" / "last.ckpt", weights_only=False)["state_dict"]
+    wb = torch.load(tmp_path / "b" / "last.ckpt", weights_only=False)["state_dict"]
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_completed_run_is_skipped_and_never_overwritten(tmp_path, fake_cifar):
+    first = _run(tmp_path, fake_cifar, "r")
+    before = (tmp_path / "r" / "metrics.json").read_bytes()
+    assert _run(tmp_path, fake_cifar, "r") == first  # same config: skipped
+    with pytest.raises(RunExistsError, match="different config"):
+        _run(tmp_path, fake_cifar, "r", ["optim.lr=0.05"])
+    assert (tmp_path / "r" / "metrics.json").read_bytes() == before
+
+
+def test_unknown_model_in_config(tmp_path, fake_cifar):
+    with pytest.raises(ConfigError, match=r"model.name='resnet50' is invalid.*densenet, lenet, resnet18, vgg"):
+        train(make_cfg(tmp_path, TINY + ["model.name=resnet50"], fake_cifar))
+
+
+def test_missing_dataset_fails_before_training_and_claims_nothing(tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(DatasetError, match=r"cifar10 is missing and data.download=false.*cifar-10-batches-py"):
+        train(make_cfg(out, TINY, tmp_path / "nothing_here"))
+    assert not (out / "metrics.json").exists() and not (out / "last.ckpt").exists()
+
+
+def cli(*args, cwd=ROOT, timeout=300):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("group,bad,options", [("model", "resnet50", "resnet18"), ("data", "imagenet", "cifar100")])
+def test_cli_unknown_group_option_lists_the_choices(tmp_path, group, bad, options):
+    r = cli(f"{group}={bad}", f"hydra.run.dir={tmp_path}")
+    assert r.returncode != 0
+    assert f"Could not find '{group}/{bad}'" in r.stderr and options in r.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")
+def test_lenet_fashion_mnist_two_epochs_reaches_85_percent(tmp_path):
+    r = cli("data=fashion_mnist", "model=lenet", "aug=baseline", "data.val_fraction=0", "trainer.max_epochs=2",
+            f"hydra.run.dir={tmp_path}", timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Epoch 1" in r.stderr + r.stdout  # progress was printed
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["epochs"] == 2
+    assert metrics["test_acc1"] >= 0.85, metrics["test_acc1"]
