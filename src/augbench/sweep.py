@@ -20,17 +20,25 @@ log = logging.getLogger("augbench")
 
 def run_job(cfg: DictConfig) -> dict | None:
     """Train one job. In a multirun a failure is recorded in the job's folder and the sweep goes on;
-    config errors still stop the sweep at once, since every later job would fail the same way."""
+    config errors and folder clashes still stop the sweep at once: every later job would hit them too."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if not multirun:
         return train(cfg)
     try:
-        return train(cfg)
-    except (ConfigError, KeyboardInterrupt):
+        return train(cfg, gpu=_gpu_for_job(HydraConfig.get().job.num))
+    except (ConfigError, RunExistsError, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one job
         log.error("job %s failed: %s: %s", cfg.output_dir, type(e).__name__, e)
         return None
+
+
+def _gpu_for_job(job_num: int) -> int | None:
+    """Several jobs on a machine with several GPUs (joblib launcher): spread them by job number."""
+    import torch
+
+    n = torch.cuda.device_count()
+    return job_num % n if n > 1 else None
 
 
 class SweepSummary(Callback):
@@ -44,7 +52,8 @@ class SweepSummary(Callback):
         if not bad:
             log.info("sweep finished: %d runs completed in %s", len(runs), sweep_dir)
             return
-        lines = [f"  {r.relative_to(sweep_dir)}: {m.get('status', '?')}: {m.get('error', '')}" for r, m in bad]
+        lines = [f"  {r.relative_to(sweep_dir)}: {m.get('status', '?')}: {str(m.get('error', '')).splitlines()[:1]}"
+                 for r, m in bad]
         print(f"{len(bad)} of {len(runs)} runs in {sweep_dir} did not complete:\n" + "\n".join(lines),
               file=sys.stderr)
         sys.exit(1)

@@ -36,13 +36,20 @@ def resolve_precision(precision: str, on_gpu: bool) -> str:
     return "32-true"
 
 
+# keys that change how a run is shown or placed, not what it computes
+COSMETIC = {"output_dir", "progress_refresh_rate", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+            "trainer.log_every_n_steps", "trainer.devices"}
+
+
 def _same_config(a: dict, b: dict) -> bool:
-    strip = lambda c: {k: v for k, v in c.items() if k != "output_dir"}  # noqa: E731
+    strip = lambda c: {k: v for k, v in _flatten(c).items() if k not in COSMETIC}  # noqa: E731
     return strip(a) == strip(b)
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train, test on the final-epoch weights, write metrics.json; return the metrics."""
+def train(cfg: DictConfig, gpu: int | None = None) -> dict:
+    """Train, test on the final-epoch weights, write metrics.json; return the metrics.
+
+    ``gpu`` pins the run to one GPU of several (sweeps pass the job's share)."""
     validate(cfg)  # bad configs fail here, in seconds, before any data is read
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -64,9 +71,11 @@ def train(cfg: DictConfig) -> dict:
     on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
         cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
     precision = resolve_precision(cfg.trainer.precision, on_gpu)
-    log.info("device: %s, precision: %s", torch.cuda.get_device_name() if on_gpu else "cpu", precision)
+    device = torch.cuda.get_device_name(gpu or 0) if on_gpu else "cpu"
+    log.info("device: %s, precision: %s", device, precision)
 
-    model = Classifier(cfg.model.name, spec.channels, spec.num_classes, channels_last=on_gpu, **cfg.optim)
+    model = Classifier(cfg.model.name, spec.channels, spec.num_classes, channels_last=on_gpu,
+                       **OmegaConf.to_container(cfg.optim))  # plain types: checkpoints load with weights_only
     if cfg.model.compile:
         model.net = torch.compile(model.net)
 
@@ -83,6 +92,8 @@ def train(cfg: DictConfig) -> dict:
     overrides = {}
     if not datamodule.eval_names:
         overrides["limit_val_batches"] = 0
+    if on_gpu and gpu is not None:
+        overrides["devices"] = [gpu]
     if cfg.trainer.benchmark is None:
         overrides["benchmark"] = on_gpu
     trainer: L.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=logger,
@@ -111,12 +122,13 @@ def train(cfg: DictConfig) -> dict:
         "epochs": trainer.current_epoch,
         "wall_seconds": round(time.time() - start, 2),
         "precision": precision,
-        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+        "device": device,
         "history": {k: [row.get(k) for row in model.history] for k in model.history[0]} if model.history else {},
         "config": config,
     }
     write_metrics(out, metrics)
-    hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in _flatten(config).items()}
+    hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in _flatten(config).items()
+               if "callbacks" not in k}
     logger.log_hyperparams(hparams, {f"hp/{k}": metrics[k] for k in ("test_acc1", "test_acc5")}
                            | ({"hp/val_acc1": metrics["val_acc1"]} if metrics["val_acc1"] is not None else {}))
     logger.finalize("success")
@@ -131,6 +143,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         key = f"{prefix}{k}"
         if isinstance(v, dict):
             flat |= _flatten(v, key + ".")
-        elif not (isinstance(v, list) and v and isinstance(v[0], dict)):  # skip callback specs
+        else:
             flat[key] = v
     return flat

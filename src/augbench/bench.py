@@ -1,0 +1,747 @@
+"""``python -m augbench.bench``: how fast augbench trains, against the conventional CIFAR pipeline.
+
+One run on one device measures and writes ``<out>/bench_<device>.json`` and ``.md``:
+
+1. per backbone, training images/s and seconds per 40,000-image epoch of (a) augbench's pipeline
+   (resident uint8 data, batched baseline+ on the device, ``Classifier.training_step``) and (b) the
+   conventional one (torchvision ``CIFAR10`` + PIL transforms in DataLoader workers, fp32 eager,
+   plain SGD loop), their ratio, peak memory and the projected GPU-hours of the whole grid;
+2. on the CPU, batched augmentation against per-image PIL/tensor code and per-batch reference code;
+3. a LeNet epoch through the Lightning Trainer against a plain PyTorch loop on the same data;
+4. host syncs per training step, counted by patching the tensor-to-Python conversions.
+
+Timings are medians of several windows after warm-up; shared machines are noisy, so read
+ratios of interleaved measurements rather than single figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import itertools
+import json
+import logging
+import os
+import pickle
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import traceback
+import warnings
+from collections import Counter
+from datetime import datetime, timezone
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+import torch.nn.functional as F
+import torchvision
+from lightning.pytorch.callbacks import Callback
+from PIL import Image
+from torch.utils.data import DataLoader
+from torchvision import datasets
+from torchvision import transforms as T
+
+from augbench import augment
+from augbench.callbacks import CropFlip, CutMix, Cutout, Mixup
+from augbench.data import SPECS, AugDataModule, DatasetError, DeviceLoader, _unverified
+from augbench.models import MODELS, build_model
+from augbench.module import Classifier
+
+EPOCH_IMAGES = 40_000  # CIFAR training set minus the 20% validation split
+GRID_EPOCHS = 2 * 5 * 5 * 200  # datasets × regimes × seeds × epochs, per backbone
+CIFAR = SPECS["cifar10"]
+OPTIM = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)  # Classifier's defaults
+AUG_TARGET, TRAINER_TARGET = 20.0, 1.25
+DEFAULTS = {  # CPU: LeNet only and short windows, so that `make bench` takes a few minutes
+    "cpu": dict(models="lenet", steps=25, warmup=10, workers=2),
+    "cuda": dict(models=",".join(MODELS), steps=100, warmup=30, workers=min(8, os.cpu_count() or 1)),
+}
+# the project's regimes (defaults of conf/aug/*.yaml) as the callbacks that training uses
+REGIMES = {
+    "baseline_plus": lambda: [CropFlip()],
+    "cutout": lambda: [CropFlip(), Cutout()],
+    "mixup": lambda: [CropFlip(), Mixup()],
+    "cutmix": lambda: [CropFlip(), CutMix()],
+}
+SYNC_METHODS = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def write_fake_cifar10(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
+    """Random images in CIFAR-10's on-disk pickle layout, for machines without the real files."""
+    rng = np.random.default_rng(seed)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def dump(name, obj):
+        with open(folder / name, "wb") as f:
+            pickle.dump(obj, f)
+
+    def batch(n):
+        return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
+
+    for i in range(1, 6):
+        dump(f"data_batch_{i}", batch(n_train // 5))
+    dump("test_batch", batch(n_test))
+    dump("batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
+    return root
+
+
+def _cifar_class(verify: bool):
+    # fake files fail torchvision's md5 checks; real ones stay verified
+    return datasets.CIFAR10 if verify else _unverified(datasets.CIFAR10)
+
+
+# --- timing helpers -----------------------------------------------------------------------------
+
+
+def _sync(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _windows(step, device, warmup: int, windows: int, steps: int) -> list[float]:
+    """Seconds of each of ``windows`` windows of ``steps`` calls of ``step(i)``, after ``warmup`` calls."""
+    for i in range(warmup):
+        step(i)
+    times, i = [], warmup
+    for _ in range(windows):
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(steps):
+            step(i)
+            i += 1
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def _interleaved(fns: dict, windows: int) -> dict[str, list[float]]:
+    """Seconds per call of each fn, alternating between them so all see the same machine load."""
+    for fn in fns.values():  # warm-up
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(windows):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def _rate(times: list[float], images: int) -> dict:
+    rates = [images / t for t in times]
+    ips = statistics.median(rates)
+    return {"images_per_s": ips, "s_per_epoch": EPOCH_IMAGES / ips, "window_images_per_s": rates}
+
+
+def _reset_peak(device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _peak_mib(device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; high-water mark so far
+
+
+def _amp(device):
+    # the project's precision: bf16 autocast on GPUs (fp16 where bf16 is missing; this timing loop
+    # omits the scaler), fp32 on the CPU
+    dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda")
+
+
+# --- the two training pipelines -----------------------------------------------------------------
+
+
+def _batches(loader: DeviceLoader):
+    """A DeviceLoader's batches, epoch after epoch, each epoch its own permutation."""
+    for epoch in itertools.count():
+        loader.epoch_fn = lambda e=epoch: e
+        yield from loader
+
+
+def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size: int, compile_: bool = False):
+    """augbench's training step: resident uint8 batch, device augmentation, Classifier step, SGD."""
+    x, y = (t.to(device) for t in host)  # resident for as long as the step lives
+    module = Classifier(model, spec.channels, spec.num_classes, channels_last=device.type == "cuda").to(device)
+    if compile_:
+        module.net = torch.compile(module.net)
+    opt = module.configure_optimizers()["optimizer"]
+    for a in augs:
+        a.prepare(spec.mean, spec.std, device)
+    stream = _batches(DeviceLoader(x, y, batch_size, spec.mean, spec.std, shuffle=True, drop_last=True))
+
+    def step(i):
+        batch = next(stream)
+        for a in augs:  # in the order of the callbacks list, as the Trainer calls them
+            a.apply(batch)
+        with _amp(device):
+            loss = module.training_step(batch, i)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
+def conventional_step(model: str, root: Path, verify: bool, device, batch_size: int, workers: int):
+    """The study's pipeline: torchvision CIFAR10, PIL transforms in DataLoader workers, fp32 eager SGD."""
+    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize(CIFAR.mean, CIFAR.std)])
+    ds = _cifar_class(verify)(str(root), train=True, download=False, transform=tf)
+    loader = DataLoader(ds, batch_size, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
+                        drop_last=True, persistent_workers=workers > 0)
+    net = build_model(model, 3, 10).to(device)
+    opt = torch.optim.SGD(net.parameters(), **OPTIM)
+    stream = itertools.chain.from_iterable(loader for _ in itertools.count())
+    running = 0.0
+
+    def step(i):
+        nonlocal running
+        x, y = next(stream)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        loss = F.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        running += loss.item()  # the usual CIFAR scripts read the loss back every step
+
+    return step
+
+
+def bench_pipelines(args, device, host, root: Path, verify: bool) -> list[dict]:
+    rows = []
+    for model in args.models:
+        row = {"model": model}
+        for kind in ("augbench", "conventional"):
+            _reset_peak(device)
+            torch.manual_seed(0)
+            if kind == "augbench":
+                step = augbench_step(model, host, CIFAR, device, [CropFlip()], args.batch_size, args.compile)
+            else:
+                step = conventional_step(model, root, verify, device, args.batch_size, args.workers)
+            times = _windows(step, device, args.warmup, args.windows, args.steps)
+            row[kind] = _rate(times, args.steps * args.batch_size) | {"peak_mib": _peak_mib(device)}
+            del step  # frees the resident data, or shuts the DataLoader workers down
+            gc.collect()
+            if kind == "conventional" and device.type == "cpu":
+                row[kind]["workers_peak_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        row["ratio"] = row["augbench"]["images_per_s"] / row["conventional"]["images_per_s"]
+        rows.append(row)
+        _log(f"{model}: augbench {row['augbench']['images_per_s']:.0f} img/s, conventional "
+             f"{row['conventional']['images_per_s']:.0f} img/s, ratio {row['ratio']:.2f}")
+    return rows
+
+
+def grid_hours(rows: list[dict]) -> dict:
+    """Projected time of the whole grid, from each backbone's s/epoch."""
+    return {kind: sum(GRID_EPOCHS * r[kind]["s_per_epoch"] for r in rows) / 3600 for kind in ("augbench", "conventional")}
+
+
+# --- CPU augmentation throughput ----------------------------------------------------------------
+# The baselines are written here, in the style of each method's reference code (not copied).
+
+_rng = np.random.default_rng(0)
+
+
+def ref_cutout(img: torch.Tensor, length: int = 16) -> torch.Tensor:
+    """Per image, after Normalize, like the Cutout paper's transform: a numpy-drawn centre, a mask."""
+    _, h, w = img.shape
+    cy, cx = _rng.integers(h), _rng.integers(w)
+    mask = torch.ones(h, w)
+    mask[max(cy - length // 2, 0): cy + length // 2, max(cx - length // 2, 0): cx + length // 2] = 0
+    return img * mask
+
+
+def _box(h: int, w: int, lam: float):
+    """CutMix's box: centre uniform, sides W·√(1-λ) by H·√(1-λ), clipped at the border."""
+    cut = np.sqrt(1.0 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy, cx = _rng.integers(h), _rng.integers(w)
+    return slice(max(cy - ch // 2, 0), min(cy + ch // 2, h)), slice(max(cx - cw // 2, 0), min(cx + cw // 2, w))
+
+
+def ref_mixup(x, y, alpha=1.0):
+    """Per batch, like the mixup reference code: numpy λ, torch permutation."""
+    lam = _rng.beta(alpha, alpha)
+    j = torch.randperm(len(x))
+    return lam * x + (1 - lam) * x[j], y[j], lam
+
+
+def ref_cutmix(x, y, alpha=1.0, prob=1.0):
+    """Per batch, like the CutMix reference code; writes in place, as it does, into a fresh batch."""
+    if _rng.random() >= prob:
+        return x, y, 1.0
+    lam = _rng.beta(alpha, alpha)
+    j = torch.randperm(len(x))
+    rows, cols = _box(x.shape[2], x.shape[3], lam)
+    x[:, :, rows, cols] = x[j, :, rows, cols]
+    return x, y[j], 1 - (rows.stop - rows.start) * (cols.stop - cols.start) / (x.shape[2] * x.shape[3])
+
+
+def per_image_mix(x, y, paste: bool, alpha=1.0):
+    """Per image, like Dataset-wrapper implementations: each image mixed with a random partner, own λ."""
+    out, lams, partners = [], [], []
+    for i in range(len(x)):
+        j, lam = int(_rng.integers(len(x))), _rng.beta(alpha, alpha)
+        if paste:
+            rows, cols = _box(x.shape[2], x.shape[3], lam)
+            img = x[i].clone()
+            img[:, rows, cols] = x[j, :, rows, cols]
+            lam = 1 - (rows.stop - rows.start) * (cols.stop - cols.start) / (x.shape[2] * x.shape[3])
+        else:
+            img = lam * x[i] + (1 - lam) * x[j]
+        out.append(img)
+        lams.append(lam)
+        partners.append(y[j])
+    return torch.stack(out), torch.stack(partners), torch.tensor(lams)
+
+
+def bench_augment(args, host) -> list[dict]:
+    """images/s of augbench's batched augmentation and of the conventional per-image code, on the CPU."""
+    bs = args.batch_size
+    n = max(1, args.aug_images // bs) * bs  # whole batches, the same images on both sides
+    x8, y = host[0][:n].contiguous(), host[1][:n].contiguous()
+    hwc = x8.permute(0, 2, 3, 1).contiguous().numpy()  # CIFAR10.data's layout
+    labels = y.tolist()
+    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize(CIFAR.mean, CIFAR.std)])
+    cpu = torch.device("cpu")
+    rows = []
+
+    def row(name, ours, theirs, how, regime=False):
+        times = _interleaved({"ours": ours, "theirs": theirs}, args.aug_windows)
+        a, b = (statistics.median(n / t for t in times[k]) for k in ("ours", "theirs"))
+        rows.append({"name": name, "regime": regime, "augbench_images_per_s": a, "baseline_images_per_s": b,
+                     "speedup": a / b, "baseline": how})
+        _log(f"aug {name}: augbench {a:.0f} img/s, baseline {b:.0f} img/s, x{a / b:.1f}")
+
+    # whole regimes: stored uint8 images in, augmented normalised batch out
+    for regime, make in REGIMES.items():
+        augs = make()
+        for a in augs:
+            a.prepare(CIFAR.mean, CIFAR.std, cpu)
+        loader = DeviceLoader(x8, y, bs, CIFAR.mean, CIFAR.std)
+
+        def ours(augs=augs, loader=loader):
+            for batch in loader:
+                for a in augs:
+                    a.apply(batch)
+
+        def theirs(regime=regime):
+            for i in range(0, n - bs + 1, bs):
+                # what CIFAR10.__getitem__ and default_collate do, one image at a time
+                imgs = [tf(Image.fromarray(hwc[k])) for k in range(i, i + bs)]
+                if regime == "cutout":
+                    imgs = [ref_cutout(im) for im in imgs]
+                xb, yb = torch.stack(imgs), torch.tensor(labels[i: i + bs])
+                if regime == "mixup":
+                    ref_mixup(xb, yb)
+                elif regime == "cutmix":
+                    ref_cutmix(xb, yb)
+
+        how = {"baseline_plus": "per image: PIL RandomCrop+Flip, ToTensor, Normalize; stack",
+               "cutout": "as baseline_plus, then per-image Cutout tensor op",
+               "mixup": "as baseline_plus, then per-batch mixup (reference style)",
+               "cutmix": "as baseline_plus, then per-batch CutMix (reference style)"}[regime]
+        row(regime, ours, theirs, how + "; one process", regime=True)
+
+    # the mixing ops alone, on a normalised float batch
+    xf = next(iter(DeviceLoader(x8, y, bs, CIFAR.mean, CIFAR.std)))["image"]
+    yb, g, reps = y[:bs], torch.Generator().manual_seed(0), max(1, n // bs)
+
+    def repeat(fn):
+        return lambda: [fn() for _ in range(reps)]
+
+    ops = [
+        ("cutout op", lambda: augment.cutout(xf, n_holes=1, length=16, generator=g),
+         lambda: torch.stack([ref_cutout(im) for im in xf]), "per-image tensor loop (Cutout paper style)"),
+        ("mixup op", lambda: augment.mixup(xf, yb, alpha=1.0, generator=g),
+         lambda: ref_mixup(xf, yb), "per batch, numpy λ + torch permutation (reference style)"),
+        ("mixup op, λ per image", lambda: augment.mixup(xf, yb, alpha=1.0, generator=g, per_sample=True),
+         lambda: per_image_mix(xf, yb, paste=False), "per-image loop (Dataset-wrapper style)"),
+        ("cutmix op", lambda: augment.cutmix(xf, yb, alpha=1.0, prob=1.0, generator=g),
+         lambda: ref_cutmix(xf.clone(), yb), "per batch, numpy box + slicing (reference style; incl. a clone)"),
+        ("cutmix op, box per image", lambda: augment.cutmix(xf, yb, alpha=1.0, prob=1.0, generator=g, per_sample=True),
+         lambda: per_image_mix(xf, yb, paste=True), "per-image loop (Dataset-wrapper style)"),
+    ]
+    for name, ours, theirs, how in ops:
+        row(name, repeat(ours), repeat(theirs), how)
+    return rows
+
+
+# --- Lightning Trainer vs plain loop, and host syncs ---------------------------------------------
+
+
+class _EpochTimer(Callback):
+    """Seconds of the training epoch: from epoch start to the callbacks' epoch end."""
+
+    def __init__(self, device):
+        self.device, self.seconds = device, None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        _sync(self.device)
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        _sync(self.device)
+        self.seconds = time.perf_counter() - self.t0
+
+
+def _trainer_epoch(module, dm, device, batches: int) -> float:
+    timer = _EpochTimer(device)
+    on_gpu = device.type == "cuda"
+    trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, precision="bf16-mixed" if on_gpu else "32-true",
+                        max_epochs=1, limit_train_batches=batches, limit_val_batches=0, num_sanity_val_steps=0,
+                        benchmark=on_gpu, enable_progress_bar=False, logger=False, enable_checkpointing=False,
+                        enable_model_summary=False, callbacks=[CropFlip(), timer])
+    trainer.fit(module, datamodule=dm)
+    return timer.seconds
+
+
+def _trainer_data(root: Path, verify: bool, batch_size: int) -> AugDataModule:
+    """Fashion-MNIST if installed (real data), else the CIFAR-10 files the bench uses."""
+    try:
+        dm = AugDataModule("fashion_mnist", batch_size=batch_size, download=False)
+        dm.load()
+    except DatasetError:
+        dm = AugDataModule("cifar10", root=str(root), batch_size=batch_size, verify=verify, download=False)
+        dm.load()
+    return dm
+
+
+def bench_trainer(args, device, dm: AugDataModule) -> dict:
+    """A LeNet epoch through the Lightning Trainer vs a plain loop over the same resident data."""
+    spec, bs, on_gpu = dm.spec, args.batch_size, device.type == "cuda"
+    batches = len(dm.host["train"][0]) // bs
+    batches = min(batches, args.limit_batches) if args.limit_batches else batches
+    torch.manual_seed(0)
+
+    net = build_model("lenet", spec.channels, spec.num_classes).to(device)
+    if on_gpu:
+        net = net.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(net.parameters(), **OPTIM, foreach=True)  # as Classifier.configure_optimizers
+    crop = CropFlip()
+    crop.prepare(spec.mean, spec.std, device)
+    stream = _batches(DeviceLoader(*(t.to(device) for t in dm.host["train"]), bs, spec.mean, spec.std,
+                                   shuffle=True, drop_last=True))
+
+    def plain(k):
+        _sync(device)
+        t = time.perf_counter()
+        for _ in range(k):
+            batch = next(stream)
+            crop.apply(batch)
+            x = batch["image"].contiguous(memory_format=torch.channels_last) if on_gpu else batch["image"]
+            with _amp(device):
+                loss = F.cross_entropy(net(x), batch["target"])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        _sync(device)
+        return time.perf_counter() - t
+
+    step = augbench_step("lenet", dm.host["train"], spec, device, [CropFlip()], bs)
+
+    def module_loop(k):
+        _sync(device)
+        t = time.perf_counter()
+        for i in range(k):
+            step(i)
+        _sync(device)
+        return time.perf_counter() - t
+
+    module = Classifier("lenet", spec.channels, spec.num_classes, channels_last=on_gpu)
+    loops = {"plain": plain, "module": module_loop, "trainer": lambda k: _trainer_epoch(module, dm, device, k)}
+    for fn in loops.values():  # warm-up, untimed
+        fn(min(5, batches))
+    times = {k: [] for k in loops}
+    for _ in range(args.epochs):  # interleaved, so that all three see the same machine load
+        for k, fn in loops.items():
+            times[k].append(fn(batches))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    _log(f"trainer vs plain: {med['trainer']:.2f} s vs {med['plain']:.2f} s per epoch, "
+         f"ratio {med['trainer'] / med['plain']:.3f}")
+    return {
+        "data": spec.name, "model": "lenet", "batches_per_epoch": batches, "images_per_epoch": batches * bs,
+        "epochs": args.epochs,
+        **{f"{k}_s_per_epoch": med[k] for k in loops},
+        **{f"{k}_images_per_s": batches * bs / med[k] for k in loops},
+        "trainer_over_plain": med["trainer"] / med["plain"],
+        "module_over_plain": med["module"] / med["plain"],
+        "raw_seconds": times,
+    }
+
+
+def count_host_syncs(run) -> Counter:
+    """Call sites that read tensor values back into Python while ``run()`` runs (on a GPU each such
+    read waits for the device), plus, on CUDA, the synchronising calls that sync-debug mode reports."""
+    counts: Counter = Counter()
+    saved = {m: torch.Tensor.__dict__.get(m) for m in SYNC_METHODS}
+
+    def counted(name, fn):
+        def wrapper(self, *a, **kw):
+            f = traceback.extract_stack(limit=2)[0]
+            counts[f"Tensor.{name} in {'/'.join(Path(f.filename).parts[-2:])}:{f.lineno} ({f.name})"] += 1
+            return fn(self, *a, **kw)
+        return wrapper
+
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    try:
+        for m in SYNC_METHODS:
+            setattr(torch.Tensor, m, counted(m, getattr(torch.Tensor, m)))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if cuda:
+                torch.cuda.set_sync_debug_mode("warn")
+            run()
+    finally:
+        if cuda:
+            torch.cuda.set_sync_debug_mode("default")
+        for m, fn in saved.items():
+            if fn is None:
+                delattr(torch.Tensor, m)
+            else:
+                setattr(torch.Tensor, m, fn)
+    counts["CUDA synchronising call (sync debug mode)"] += sum("synchroniz" in str(w.message) for w in caught)
+    return +counts  # drops zero counts
+
+
+def bench_syncs(args, device, dm: AugDataModule) -> dict:
+    """Per-step host syncs of augbench's step loop (each regime) and of a Trainer epoch."""
+    n, spec, out = args.sync_steps, dm.spec, {}
+
+    def summary(counts: Counter) -> dict:
+        # a site that fires at least once per step is a per-step sync; others are periodic
+        return {"per_step": sum(counts.values()) / n, "every_step": sorted(s for s, c in counts.items() if c >= n),
+                "sites": dict(counts)}
+
+    for regime, make in {"baseline": lambda: [], **REGIMES}.items():
+        step = augbench_step("lenet", dm.host["train"], spec, device, make(), args.batch_size)
+        step(0)  # warm-up outside the count
+        out[regime] = summary(count_host_syncs(lambda: [step(i) for i in range(1, n + 1)]))
+    # the Trainer: the difference between a 2n-step and an n-step epoch leaves n steps' worth
+    module = Classifier("lenet", spec.channels, spec.num_classes, channels_last=device.type == "cuda")
+    c1, c2 = (count_host_syncs(lambda k=k: _trainer_epoch(module, dm, device, k)) for k in (n, 2 * n))
+    c2.subtract(c1)
+    out["trainer"] = summary(+c2)
+    out["steps"] = n
+    out["no_sync_every_step"] = not any(v["every_step"] for k, v in out.items() if isinstance(v, dict))
+    _log("host syncs per step: " + ", ".join(f"{k} {v['per_step']:.2f}" for k, v in out.items() if isinstance(v, dict)))
+    return out
+
+
+# --- report -------------------------------------------------------------------------------------
+
+
+def _log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def _device_name(device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        model = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+    except (OSError, StopIteration):
+        model = platform.processor() or platform.machine()
+    return f"CPU: {model}, {os.cpu_count()} logical cores, torch using {torch.get_num_threads()} threads"
+
+
+def _f(v: float, digits: int = 0) -> str:
+    return f"{v:,.{digits}f}"
+
+
+def render_md(r: dict) -> str:
+    m, s = r["meta"], r["settings"]
+    dev = s["device"]
+    lines = [
+        f"# augbench benchmark: {m['device_name']}", "",
+        f"{m['date']} · torch {m['torch']} · lightning {m['lightning']} · torchvision {m['torchvision']} · "
+        f"Python {m['python']}", "",
+        f"Command: `{m['command']}`", "",
+        f"Settings: {', '.join(f'{k}={v}' for k, v in s.items())}", "",
+        "**Data**: " + ("real CIFAR-10 from " + m["cifar_root"] if m["cifar_real"] else
+                        "FAKE CIFAR-10 (random pixels written in torchvision's CIFAR-10 file format: no real CIFAR "
+                        "under --data-root). Throughput does not depend on pixel values; accuracy is not measured.")
+        + f" Trainer comparison on {r['trainer_vs_plain']['data']}"
+        + (" (real Fashion-MNIST)." if r["trainer_vs_plain"]["data"] == "fashion_mnist" else "."), "",
+        "## 1. Training throughput per backbone", "",
+        f"(a) augbench: uint8 CIFAR resident on the {dev}, batched baseline+ (crop with 4 px of black + flip) "
+        "on the device, `Classifier.training_step`, SGD (momentum 0.9, nesterov, wd 5e-4); "
+        + ("bf16 autocast + channels_last" if dev == "cuda" else "fp32")
+        + (", `torch.compile`" if s["compile"] else "") + ". "
+        f"(b) conventional: torchvision `CIFAR10` + PIL `RandomCrop(32, padding=4)`, `RandomHorizontalFlip()`, "
+        f"`ToTensor()`, `Normalize` in a `DataLoader` with {s['workers']} workers, fp32 eager, plain SGD loop "
+        "(same optimiser settings) that reads `loss.item()` every step as the usual CIFAR scripts do. "
+        f"images/s: median of {s['windows']} windows of {s['steps']} steps × {s['batch_size']} images after "
+        f"{s['warmup']} warm-up steps; s/epoch = {EPOCH_IMAGES:,} / (images/s).", "",
+        "| backbone | augbench img/s | s/epoch | peak MiB | conventional img/s | s/epoch | peak MiB | ratio (a)/(b) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for p in r["pipelines"]:
+        a, b = p["augbench"], p["conventional"]
+        peak_b = _f(b["peak_mib"]) + (f" (+ workers {_f(b['workers_peak_mib'])})" if "workers_peak_mib" in b else "")
+        lines.append(f"| {p['model']} | {_f(a['images_per_s'])} | {_f(a['s_per_epoch'], 1)} | {_f(a['peak_mib'])} | "
+                     f"{_f(b['images_per_s'])} | {_f(b['s_per_epoch'], 1)} | {peak_b} | {p['ratio']:.2f}× |")
+    lines += ["", "Peak memory: " + ("`torch.cuda.max_memory_allocated` per pipeline (the resident dataset counts "
+                                     "towards augbench)." if dev == "cuda" else
+                                     "`ru_maxrss` of this process, a high-water mark since start (so (b) includes "
+                                     "what (a) used); the workers' figure is the largest worker's `ru_maxrss`."), ""]
+    models = [p["model"] for p in r["pipelines"]]
+    grid = r["grid_hours"]
+    lines += [f"Projected grid time on this device (2 datasets × 5 regimes × 5 seeds × 200 epochs per backbone; "
+              f"backbones measured: {', '.join(models)}): augbench {grid['augbench']:.1f} h, "
+              f"conventional {grid['conventional']:.1f} h." + ("" if set(models) == set(MODELS) else
+                                                             " Partial: not every backbone was measured."), ""]
+    if dev != "cuda":
+        lines += ["**GPU figures are unmeasured**: this run had no GPU. The per-backbone table for all four "
+                  "backbones, the ratio, the projected grid GPU-hours (and, with `--compile`, torch.compile on) "
+                  "come from one command on a GPU machine: `python -m augbench.bench --device cuda` "
+                  "(or `make bench ARGS=\"--device cuda\"`), which writes `benchmarks/bench_cuda.{json,md}`.", ""]
+
+    lines += ["## 2. CPU augmentation throughput", "",
+              f"images/s, median of {s['aug_windows']} interleaved windows of {s['aug_images']} images, batches of "
+              f"{s['batch_size']}, single process. Regime rows go from stored uint8 images to the augmented, "
+              "normalised batch; augbench uses the same `DeviceLoader` and callbacks as training. Baselines are "
+              "written in the style of each method's reference code; a DataLoader with k workers divides the "
+              f"per-image cost by at most k. Target: regimes ≥ {AUG_TARGET:.0f}×.", "",
+              "| regime / op | augbench img/s | baseline img/s | speed-up | baseline written as |",
+              "|---|---:|---:|---:|---|"]
+    for a in r["augmentation"]:
+        name = f"**{a['name']}**" if a["regime"] else a["name"]
+        lines.append(f"| {name} | {_f(a['augbench_images_per_s'])} | {_f(a['baseline_images_per_s'])} | "
+                     f"{a['speedup']:.1f}× | {a['baseline']} |")
+
+    t = r["trainer_vs_plain"]
+    lines += ["", "## 3. Lightning Trainer vs plain PyTorch loop", "",
+              f"LeNet, {t['data']}, {t['batches_per_epoch']} batches of {s['batch_size']} per epoch, baseline+ "
+              f"(CropFlip), same resident data, same optimiser, on the {dev}; median of {t['epochs']} interleaved "
+              f"epochs. Target: Trainer/plain ≤ {TRAINER_TARGET}.", "",
+              "| loop | s/epoch | img/s | ratio to plain |", "|---|---:|---:|---:|"]
+    for k, label in (("plain", "plain loop: net, cross-entropy, SGD"),
+                     ("module", "plain loop calling `Classifier.training_step`"),
+                     ("trainer", "`lightning.Trainer.fit`")):
+        lines.append(f"| {label} | {t[f'{k}_s_per_epoch']:.2f} | {_f(t[f'{k}_images_per_s'])} | "
+                     f"{t[f'{k}_s_per_epoch'] / t['plain_s_per_epoch']:.3f} |")
+
+    h = r["host_syncs"]
+    lines += ["", "## 4. Host syncs per training step", "",
+              f"Counted, not assumed: `torch.Tensor.{{{', '.join(SYNC_METHODS)}}}` are patched with counters "
+              f"(and, on CUDA, `torch.cuda.set_sync_debug_mode` reports synchronising calls) during {h['steps']} "
+              "steps of augbench's step loop per regime, and for a Trainer epoch as the difference between "
+              f"a {2 * h['steps']}-step and a {h['steps']}-step epoch. A site that fires on every step is a per-step "
+              "sync; others are periodic (the NaN check reads the loss flag every 50 steps by design).", "",
+              "| loop | syncs per step | sites firing every step |", "|---|---:|---|"]
+    for k, v in h.items():
+        if isinstance(v, dict):
+            lines.append(f"| {k} | {v['per_step']:.2f} | {'<br>'.join(v['every_step']) or 'none'} |")
+
+    tg = r["targets"]
+    lines += ["", "## Targets", "",
+              f"- augmentation speed-up ≥ {AUG_TARGET:.0f}× for every regime: "
+              f"{'met' if tg['aug_speedup_met'] else 'MISSED'} (lowest {tg['aug_speedup_min']:.1f}×)",
+              f"- Trainer/plain-loop epoch ≤ {TRAINER_TARGET}: {'met' if tg['trainer_ratio_met'] else 'MISSED'} "
+              f"({tg['trainer_ratio']:.3f})",
+              f"- no host sync on every step: {'met' if tg['no_sync_every_step'] else 'MISSED'}", ""]
+    return "\n".join(lines)
+
+
+# --- entry point --------------------------------------------------------------------------------
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m augbench.bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--models", help=f"comma-separated backbones of {', '.join(MODELS)} (CPU: lenet; CUDA: all)")
+    p.add_argument("--steps", type=int, help="timed steps per window (CPU 25, CUDA 100)")
+    p.add_argument("--windows", type=int, default=5, help="timed windows; the median is reported")
+    p.add_argument("--warmup", type=int, help="untimed steps first (CPU 10, CUDA 30)")
+    p.add_argument("--workers", type=int, help="DataLoader workers of the conventional pipeline (CPU 2, CUDA 8)")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--compile", action="store_true", help="torch.compile augbench's backbone")
+    p.add_argument("--epochs", type=int, default=3, help="interleaved epochs per loop of the Trainer comparison")
+    p.add_argument("--limit-batches", type=int, help="batches per epoch of the Trainer comparison (default: all)")
+    p.add_argument("--aug-images", type=int, default=1280, help="images per window of the augmentation comparison")
+    p.add_argument("--aug-windows", type=int, default=7)
+    p.add_argument("--sync-steps", type=int, default=50, help="steps over which host syncs are counted")
+    p.add_argument("--data-root", default="data", help="folder holding cifar-10-batches-py/ (else fake data)")
+    p.add_argument("--fake-images", type=int, default=50_000, help="training images of the fake CIFAR-10")
+    p.add_argument("--out", default="benchmarks")
+    args = p.parse_args(argv)
+    for k, v in DEFAULTS[args.device].items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    if unknown := [m for m in args.models if m not in MODELS]:
+        p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: no CUDA device is available")
+    return args
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as training does on GPUs
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per fit
+    warnings.filterwarnings("ignore", module="lightning")
+    with tempfile.TemporaryDirectory(prefix="augbench-bench-") as tmp:
+        root = Path(args.data_root)
+        real = (root / "cifar-10-batches-py").is_dir()
+        if not real:
+            _log(f"no CIFAR-10 under {root}: writing {args.fake_images} fake images to {tmp}")
+            root = write_fake_cifar10(Path(tmp), args.fake_images, max(args.fake_images // 5, 1))
+        dm = AugDataModule("cifar10", root=str(root), batch_size=args.batch_size, verify=real, download=False)
+        dm.load()
+        pipelines = bench_pipelines(args, device, dm.host["train"], root, real)
+        augmentation = bench_augment(args, dm.host["train"])
+        small = _trainer_data(root, real, args.batch_size)
+        trainer_vs_plain = bench_trainer(args, device, small)
+        syncs = bench_syncs(args, device, small)
+
+    regimes = [a["speedup"] for a in augmentation if a["regime"]]
+    result = {
+        "meta": {
+            "device": args.device, "device_name": _device_name(device), "torch": torch.__version__,
+            "lightning": L.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": "python -m augbench.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "cifar_real": real, "cifar_root": str(root) if real else None,
+        },
+        "settings": {k: v for k, v in vars(args).items() if k not in ("out", "data_root")},
+        "pipelines": pipelines,
+        "grid_hours": grid_hours(pipelines),
+        "augmentation": augmentation,
+        "trainer_vs_plain": trainer_vs_plain,
+        "host_syncs": syncs,
+        "targets": {
+            "aug_speedup_min": min(regimes), "aug_speedup_met": min(regimes) >= AUG_TARGET,
+            "trainer_ratio": trainer_vs_plain["trainer_over_plain"],
+            "trainer_ratio_met": trainer_vs_plain["trainer_over_plain"] <= TRAINER_TARGET,
+            "no_sync_every_step": syncs["no_sync_every_step"],
+        },
+    }
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench_{args.device}.json").write_text(json.dumps(result, indent=2, default=str))
+    md = render_md(result)
+    (out / f"bench_{args.device}.md").write_text(md)
+    print(md)
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Sweeps through the real Hydra CLI: fixed folders, resume by relaunch, failures that don't stop the grid."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF, TINY, make_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, timeout=timeout)  # Hydra logs to stdout
+
+
+def tiny(root):
+    return [*TINY, f"data.root={root}"]
+
+
+def mtimes(sweep):
+    return {p.parent.relative_to(sweep).as_posix(): p.stat().st_mtime_ns for p in sweep.rglob("metrics.json")}
+
+
+def test_tiny_grid_folders_relaunch_and_failures(tmp_path, fake_cifar):
+    sweep = tmp_path / "grid"
+    args = ["--multirun", "model=lenet,resnet18", "aug=baseline,cutmix", "seed=0,1", *tiny(fake_cifar),
+            f"hydra.sweep.dir={sweep}"]
+    r = cli(*args)
+    assert r.returncode == 0, r.stdout[-3000:]
+    jobs = [f"cifar10/{m}/{a}/seed={s}" for m in ("lenet", "resnet18") for a in ("baseline", "cutmix") for s in (0, 1)]
+    first = mtimes(sweep)
+    assert sorted(first) == sorted(jobs)
+    for job in jobs:  # each job its own folder, metrics and TensorBoard log
+        assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
+        assert list((sweep / job / "tb").glob("events.out.tfevents.*"))
+
+    # relaunch: everything is skipped, nothing rewritten
+    r = cli(*args)
+    assert r.returncode == 0 and r.stdout.count("already completed") == 8, r.stdout[-3000:]
+    assert mtimes(sweep) == first
+
+    # one metrics.json deleted: exactly that run is redone
+    redo = "cifar10/lenet/cutmix/seed=1"
+    (sweep / redo / "metrics.json").unlink()
+    assert cli(*args).returncode == 0
+    after = mtimes(sweep)
+    assert [j for j in jobs if after[j] != first.get(j)] == [redo]
+
+    # one run fails (its checkpoint belongs to another model): the others stay, the sweep lists it, exit != 0
+    broken = "cifar10/resnet18/baseline/seed=0"
+    (sweep / broken / "metrics.json").unlink()
+    shutil.copy(sweep / "cifar10/lenet/baseline/seed=0/last.ckpt", sweep / broken / "last.ckpt")
+    r = cli(*args)
+    assert r.returncode != 0
+    assert "1 of 8 runs" in r.stdout and broken in r.stdout
+    failed = json.loads((sweep / broken / "metrics.json").read_text())
+    assert failed["status"] == "failed" and "state_dict" in failed["error"]
+    assert sum(json.loads((sweep / j / "metrics.json").read_text())["status"] == "completed" for j in jobs) == 7
+
+
+def test_joblib_launcher_runs_jobs_in_parallel_folders(tmp_path, fake_cifar):
+    sweep = tmp_path / "par"
+    r = cli("--multirun", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=lenet", "seed=0,1",
+            *tiny(fake_cifar), f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert sorted(mtimes(sweep)) == ["cifar10/lenet/baseline_plus/seed=0", "cifar10/lenet/baseline_plus/seed=1"]
+
+
+def test_submitit_launcher_config(tmp_path, fake_cifar):
+    sweep = tmp_path / "sub"
+    r = cli("--multirun", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "model=lenet",
+            "seed=3", *tiny(fake_cifar), f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert json.loads((sweep / "cifar10/lenet/baseline_plus/seed=3/metrics.json").read_text())["status"] == "completed"
+
+
+def test_seed_range_syntax_fails_at_once_with_the_working_syntax(tmp_path, fake_cifar):
+    r = cli("--multirun", "seed=0-4", *tiny(fake_cifar), f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode != 0 and "seed=range(5)" in r.stdout
+    assert not list(tmp_path.rglob("metrics.json"))
+
+
+def test_grid_and_prob_sweep_experiments_define_the_study(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        grid = compose("train", overrides=["experiment=grid"], return_hydra_config=True)
+        prob = compose("train", overrides=["experiment=cutmix_prob_sweep"], return_hydra_config=True)
+    params = grid.hydra.sweeper.params
+    assert params.data.split(",") == ["cifar10", "cifar100"]
+    assert params.model.split(",") == ["resnet18", "lenet", "densenet", "vgg"]
+    assert params.aug.split(",") == ["baseline", "baseline_plus", "cutout", "mixup", "cutmix"]
+    assert params.seed == "range(5)" and grid.experiment_name == "grid"
+    assert grid.trainer.max_epochs == 200 and grid.optim.milestones == [60, 120, 160]
+    probs = [float(p) for p in prob.hydra.sweeper.params["aug.prob"].split(",")]
+    assert probs == pytest.approx([i / 10 for i in range(11)])
+    assert prob.model.name == "resnet18" and prob.aug.name == "cutmix" and prob.trainer.max_epochs == 10
+    assert prob.hydra.sweep.subdir == "cifar10/resnet18/cutmix/prob=1.0/seed=0"  # one folder per prob
