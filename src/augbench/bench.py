@@ -310,9 +310,19 @@ def per_image_mix(x, y, paste: bool, alpha=1.0):
 
 
 def bench_augment(args, host) -> list[dict]:
-    """images/s of augbench's batched augmentation and of the conventional per-image code, on the CPU."""
-    bs = args.batch_size
-    n = max(1, args.aug_images // bs) * bs  # whole batches, the same images on both sides
+    """images/s of augbench's batched augmentation and of the conventional per-image code, on one CPU
+    thread: the baseline is single-threaded, and per-core figures do not depend on the other tenants of
+    a shared machine (two intra-op threads slow down many-fold when one core is busy elsewhere)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _bench_augment(args, host)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _bench_augment(args, host) -> list[dict]:
+    n, bs = args.aug_images, args.batch_size
     x8, y = host[0][:n].contiguous(), host[1][:n].contiguous()
     hwc = x8.permute(0, 2, 3, 1).contiguous().numpy()  # CIFAR10.data's layout
     labels = y.tolist()
@@ -614,7 +624,7 @@ def render_md(r: dict) -> str:
 
     lines += ["## 2. CPU augmentation throughput", "",
               f"images/s, median of {s['aug_windows']} interleaved windows of {s['aug_images']} images, batches of "
-              f"{s['batch_size']}, single process. Regime rows go from stored uint8 images to the augmented, "
+              f"{s['batch_size']}, one process on one thread (per-core figures). Regime rows go from stored uint8 images to the augmented, "
               "normalised batch; augbench uses the same `DeviceLoader` and callbacks as training. Baselines are "
               "written in the style of each method's reference code; a DataLoader with k workers divides the "
               f"per-image cost by at most k. Target: regimes ≥ {AUG_TARGET:.0f}×.", "",
@@ -671,6 +681,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, help="untimed steps first (CPU 10, CUDA 30)")
     p.add_argument("--workers", type=int, help="DataLoader workers of the conventional pipeline (CPU 2, CUDA 8)")
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--compile", action="store_true", help="torch.compile augbench's backbone")
     p.add_argument("--epochs", type=int, default=3, help="interleaved epochs per loop of the Trainer comparison")
     p.add_argument("--limit-batches", type=int, help="batches per epoch of the Trainer comparison (default: all)")
@@ -684,6 +695,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     for k, v in DEFAULTS[args.device].items():
         if getattr(args, k) is None:
             setattr(args, k, v)
+    args.aug_images = max(1, args.aug_images // args.batch_size) * args.batch_size  # whole batches on both sides
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     if unknown := [m for m in args.models if m not in MODELS]:
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
@@ -695,6 +707,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as training does on GPUs
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per fit
     warnings.filterwarnings("ignore", module="lightning")

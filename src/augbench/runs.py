@@ -64,10 +64,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path.with_name(path.name + ".new"), lambda f: torch.save(checkpoint, f))
         if path.name == LAST and path.exists():
+            # killed before the new one lands, the run resumes from this one
             os.replace(path, path.with_name(PREVIOUS))
-        os.replace(path.with_name(path.name + ".new"), path)
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
 
 
 def _intact(path: Path) -> bool:
@@ -81,6 +81,8 @@ def _intact(path: Path) -> bool:
 
 def resume_checkpoint(folder: Path) -> str | None:
     """The newest intact checkpoint in ``folder``, or None to start fresh."""
+    for stale in Path(folder).glob(f".{LAST}.*.tmp"):  # left by a write that was killed
+        stale.unlink(missing_ok=True)
     for name in (LAST, PREVIOUS):
         path = Path(folder) / name
         if not path.exists():

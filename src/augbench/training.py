@@ -83,8 +83,8 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     callbacks += [
         GalleryLogger(),
         # saved at the end of every training epoch, after the NaN check, atomically
-        ModelCheckpoint(dirpath=out, filename="last", save_last=True, save_top_k=0,
-                        save_on_train_epoch_end=True, enable_version_counter=False),
+        ModelCheckpoint(dirpath=out, filename="last", save_top_k=1, save_on_train_epoch_end=True,
+                        enable_version_counter=False),
     ]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))  # a redraw per step costs time
@@ -107,7 +107,8 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
         # the study reports the final epoch: test the weights we ended with, never a "best" epoch
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     except BaseException as e:
-        status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
+        # Lightning turns Ctrl-C into SystemExit after a graceful shutdown; last.ckpt stays resumable
+        status = "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed"
         write_metrics(out, {"status": status, "error": f"{type(e).__name__}: {e}", "config": config})
         raise
 

@@ -1,0 +1,60 @@
+"""Run one small training in this process and, if asked, SIGKILL it at a chosen point.
+
+    python tests/kill_driver.py OUT DATA_ROOT [epoch|checkpoint|test]
+"""
+
+import io
+import os
+import signal
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import TINY, make_cfg  # noqa: E402
+
+from augbench import module, training  # noqa: E402
+
+# 3 epochs of 4 steps, with cutmix so that the augmentation generators matter
+OVERRIDES = TINY + ["model=lenet", "aug=cutmix", "trainer.max_epochs=3", "trainer.limit_train_batches=4",
+                    "trainer.deterministic=true", "optim.milestones=[2]"]
+
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no finally blocks: as a preempted machine
+
+
+def arm(point: str) -> None:
+    if point == "epoch":  # in the middle of the second epoch
+        step = module.Classifier.training_step
+
+        def training_step(self, batch, i):
+            if self.current_epoch == 1 and i == 2:
+                die()
+            return step(self, batch, i)
+
+        module.Classifier.training_step = training_step
+    elif point == "checkpoint":  # half of the second checkpoint written to disk
+        save, calls = torch.save, []
+
+        def torch_save(obj, f, *args, **kwargs):
+            calls.append(1)
+            if len(calls) == 2:
+                buf = io.BytesIO()
+                save(obj, buf)
+                f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+                f.flush()
+                die()
+            return save(obj, f, *args, **kwargs)
+
+        torch.save = torch_save
+    elif point == "test":
+        module.Classifier.test_step = lambda self, batch, i: die()
+
+
+if __name__ == "__main__":
+    out, root = Path(sys.argv[1]), Path(sys.argv[2])
+    if len(sys.argv) > 3:
+        arm(sys.argv[3])
+    training.train(make_cfg(out, OVERRIDES, root))

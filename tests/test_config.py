@@ -1,0 +1,84 @@
+"""Bad configs fail at once, in one line naming the full key, the value and what is allowed."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException, MissingConfigException
+
+from augbench.config import ConfigError, validate
+from augbench.training import train
+from conftest import CONF, make_cfg
+
+
+@pytest.mark.parametrize("override,options", [
+    ("model=resnet50", ["densenet", "lenet", "resnet18", "vgg"]),
+    ("data=imagenet", ["cifar10", "cifar100", "fashion_mnist"]),
+    ("aug=autoaugment", ["baseline", "baseline_plus", "cutmix", "cutout", "mixup"]),
+    ("experiment=gird", ["cutmix_prob_sweep", "grid"]),
+])
+def test_unknown_group_option_lists_the_options(override, options):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(MissingConfigException) as e:
+            compose("train", overrides=[override])
+    group = override.split("=")[0]
+    assert f"Could not find '{group}/{override.split('=')[1]}'" in str(e.value)
+    assert all(o in str(e.value) for o in options)
+
+
+def test_misspelled_key_is_rejected():
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        with pytest.raises(ConfigCompositionException, match="batchsize"):
+            compose("train", overrides=["data.batchsize=64"])
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["data.val_fraction=1.0"], r"data.val_fraction=1.0 is invalid: must be a number in \[0, 1\)"),
+    (["data.val_fraction=-0.1"], r"data.val_fraction=-0.1 is invalid"),
+    (["data.batch_size=0"], r"data.batch_size=0 is invalid: must be an integer > 0"),
+    (["data.batch_size=abc"], r"data.batch_size='abc' is invalid: must be an integer > 0"),
+    (["optim.lr=0"], r"optim.lr=0 is invalid: must be a number > 0"),
+    (["optim.lr=-0.1"], r"optim.lr=-0.1 is invalid"),
+    (["trainer.max_epochs=0"], r"trainer.max_epochs=0 is invalid: must be an integer > 0"),
+    (["optim.milestones=[120,60]"], r"optim.milestones=\[120, 60\] is invalid: must be a strictly increasing"),
+    (["aug=mixup", "aug.alpha=0"], r"aug.alpha=0 is invalid: must be a number > 0"),
+    (["aug=cutmix", "aug.alpha=-1"], r"aug.alpha=-1 is invalid"),
+    (["aug=cutmix", "aug.prob=1.5"], r"aug.prob=1.5 is invalid: must be a number in \[0, 1\]"),
+    (["aug=cutmix", "aug.prob=-0.1"], r"aug.prob=-0.1 is invalid"),
+    (["aug=cutout", "aug.length=0"], r"aug.length=0 is invalid: must be an integer in \(0, 32\]"),
+    (["aug=cutout", "aug.length=33"], r"aug.length=33 is invalid"),
+    (["aug=cutout", "aug.n_holes=-1"], r"aug.n_holes=-1 is invalid: must be an integer >= 0"),
+    (["trainer.precision=17"], r"trainer.precision=17 is invalid: must be one of .*bf16-mixed"),
+    (["seed=0-4"], r"seed='0-4' is invalid: must be an integer >= 0\. To sweep seeds use --multirun seed=range\(5\)"),
+    (["seed=-1"], r"seed=-1 is invalid"),
+    (["trainer.devices=2"], r"trainer.devices=2 is invalid: must be 1"),
+])
+def test_out_of_range_values_name_key_value_and_allowed(tmp_path, overrides, message):
+    cfg = make_cfg(tmp_path, overrides)
+    with pytest.raises(ConfigError, match=message) as e:
+        validate(cfg)
+    assert "\n" not in str(e.value)
+
+
+def test_asking_for_a_gpu_without_one(tmp_path, monkeypatch):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu' but no CUDA GPU is visible.*accelerator=auto"):
+        validate(make_cfg(tmp_path, ["trainer.accelerator=gpu"]))
+
+
+def test_validation_happens_before_any_data_is_read(tmp_path):
+    # the dataset does not exist: the config error must win
+    cfg = make_cfg(tmp_path / "out", ["optim.lr=0", "data.download=false"], tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="optim.lr"):
+        train(cfg)
+    assert not (tmp_path / "out" / "metrics.json").exists()
+
+
+def test_defaults_are_the_study_protocol(tmp_path):
+    cfg = make_cfg(tmp_path)
+    validate(cfg)
+    assert (cfg.data.name, cfg.model.name, cfg.aug.name, cfg.seed) == ("cifar10", "resnet18", "baseline_plus", 0)
+    assert (cfg.optim.lr, cfg.optim.momentum, cfg.optim.nesterov, cfg.optim.weight_decay) == (0.1, 0.9, True, 5e-4)
+    assert list(cfg.optim.milestones) == [60, 120, 160] and cfg.optim.gamma == 0.1
+    assert cfg.trainer.max_epochs == 200 and cfg.data.batch_size == 128 and cfg.data.val_fraction == 0.2
+    assert make_cfg(tmp_path, ["optim=study_code"]).optim.gamma == 0.2
+    assert (make_cfg(tmp_path, ["aug=cutmix"]).aug.prob, make_cfg(tmp_path, ["aug=cutmix"]).aug.alpha) == (1.0, 1.0)
+    assert (make_cfg(tmp_path, ["aug=cutout"]).aug.n_holes, make_cfg(tmp_path, ["aug=cutout"]).aug.length) == (1, 16)
