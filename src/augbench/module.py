@@ -29,11 +29,14 @@ class Classifier(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.train_loss, self.train_acc = MeanMetric(), MeanMetric()
-        top5 = min(5, num_classes)
-        self.acc1 = torch.nn.ModuleDict({s: MulticlassAccuracy(num_classes, top_k=1, average="micro") for s in ("val", "test")})
-        self.acc5 = torch.nn.ModuleDict({s: MulticlassAccuracy(num_classes, top_k=top5, average="micro") for s in ("val", "test")})
-        self.eval_loss = torch.nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+        # no input checks in the metrics: each one would be a host sync per step (NaN has its own watch)
+        mean = lambda: MeanMetric(nan_strategy="disable")  # noqa: E731
+        acc = lambda k: MulticlassAccuracy(num_classes, top_k=k, average="micro", validate_args=False)  # noqa: E731
+        self.train_loss, self.train_acc = mean(), mean()
+        splits = ("val", "test")
+        self.acc1 = torch.nn.ModuleDict({s: acc(1) for s in splits})
+        self.acc5 = torch.nn.ModuleDict({s: acc(min(5, num_classes)) for s in splits})
+        self.eval_loss = torch.nn.ModuleDict({s: mean() for s in splits})
         # first non-finite step of the epoch, kept on the device: checking it every step would sync
         self.register_buffer("bad_step", torch.tensor(-1, dtype=torch.long), persistent=False)
         # one row per epoch: train and eval metrics as floats, saved in the checkpoint for resumes
