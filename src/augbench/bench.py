@@ -32,6 +32,7 @@ import time
 import traceback
 import warnings
 from collections import Counter
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -134,6 +135,19 @@ def _interleaved(fns: dict, windows: int) -> dict[str, list[float]]:
             fn()
             times[k].append(time.perf_counter() - t)
     return times
+
+
+@contextmanager
+def _one_thread(device):
+    """One intra-op thread on the CPU for the comparisons whose ratio matters: on a shared machine two
+    threads slow down many-fold whenever the other core is busy elsewhere, one thread only shares time."""
+    threads = torch.get_num_threads()
+    if device.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _rate(times: list[float], images: int) -> dict:
@@ -247,7 +261,7 @@ def bench_pipelines(args, device, host, root: Path, verify: bool) -> list[dict]:
 
 def grid_hours(rows: list[dict]) -> dict:
     """Projected time of the whole grid, from each backbone's s/epoch."""
-    return {kind: sum(GRID_EPOCHS * r[kind]["s_per_epoch"] for r in rows) / 3600 for kind in ("augbench", "conventional")}
+    return {k: sum(GRID_EPOCHS * r[k]["s_per_epoch"] for r in rows) / 3600 for k in ("augbench", "conventional")}
 
 
 # --- CPU augmentation throughput ----------------------------------------------------------------
@@ -310,18 +324,8 @@ def per_image_mix(x, y, paste: bool, alpha=1.0):
 
 
 def bench_augment(args, host) -> list[dict]:
-    """images/s of augbench's batched augmentation and of the conventional per-image code, on one CPU
-    thread: the baseline is single-threaded, and per-core figures do not depend on the other tenants of
-    a shared machine (two intra-op threads slow down many-fold when one core is busy elsewhere)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _bench_augment(args, host)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _bench_augment(args, host) -> list[dict]:
+    """images/s of augbench's batched augmentation and of the conventional per-image code, on the CPU
+    (run on one thread, see ``_one_thread``; the baseline is single-threaded anyway)."""
     n, bs = args.aug_images, args.batch_size
     x8, y = host[0][:n].contiguous(), host[1][:n].contiguous()
     hwc = x8.permute(0, 2, 3, 1).contiguous().numpy()  # CIFAR10.data's layout
@@ -371,6 +375,7 @@ def _bench_augment(args, host) -> list[dict]:
     # the mixing ops alone, on a normalised float batch
     xf = next(iter(DeviceLoader(x8, y, bs, CIFAR.mean, CIFAR.std)))["image"]
     yb, g, reps = y[:bs], torch.Generator().manual_seed(0), max(1, n // bs)
+    xc = xf.clone()  # the CutMix reference writes in place: give it its own batch, keep xf intact
 
     def repeat(fn):
         return lambda: [fn() for _ in range(reps)]
@@ -383,8 +388,9 @@ def _bench_augment(args, host) -> list[dict]:
         ("mixup op, λ per image", lambda: augment.mixup(xf, yb, alpha=1.0, generator=g, per_sample=True),
          lambda: per_image_mix(xf, yb, paste=False), "per-image loop (Dataset-wrapper style)"),
         ("cutmix op", lambda: augment.cutmix(xf, yb, alpha=1.0, prob=1.0, generator=g),
-         lambda: ref_cutmix(xf.clone(), yb), "per batch, numpy box + slicing (reference style; incl. a clone)"),
-        ("cutmix op, box per image", lambda: augment.cutmix(xf, yb, alpha=1.0, prob=1.0, generator=g, per_sample=True),
+         lambda: ref_cutmix(xc, yb), "per batch, numpy box + slicing, in place (reference style)"),
+        ("cutmix op, box per image",
+         lambda: augment.cutmix(xf, yb, alpha=1.0, prob=1.0, generator=g, per_sample=True),
          lambda: per_image_mix(xf, yb, paste=True), "per-image loop (Dataset-wrapper style)"),
     ]
     for name, ours, theirs, how in ops:
@@ -413,10 +419,11 @@ class _EpochTimer(Callback):
 def _trainer_epoch(module, dm, device, batches: int) -> float:
     timer = _EpochTimer(device)
     on_gpu = device.type == "cuda"
-    trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, precision="bf16-mixed" if on_gpu else "32-true",
-                        max_epochs=1, limit_train_batches=batches, limit_val_batches=0, num_sanity_val_steps=0,
-                        benchmark=on_gpu, enable_progress_bar=False, logger=False, enable_checkpointing=False,
-                        enable_model_summary=False, callbacks=[CropFlip(), timer])
+    trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1,
+                        precision="bf16-mixed" if on_gpu else "32-true", max_epochs=1, limit_train_batches=batches,
+                        limit_val_batches=0, num_sanity_val_steps=0, benchmark=on_gpu, enable_progress_bar=False,
+                        logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        callbacks=[CropFlip(), timer])
     trainer.fit(module, datamodule=dm)
     return timer.seconds
 
@@ -601,15 +608,20 @@ def render_md(r: dict) -> str:
         "| backbone | augbench img/s | s/epoch | peak MiB | conventional img/s | s/epoch | peak MiB | ratio (a)/(b) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+
+    def ips(x):  # the median, and the spread of the windows: noise shows
+        w = x["window_images_per_s"]
+        return f"{_f(x['images_per_s'])} ({_f(min(w))}–{_f(max(w))})"
+
     for p in r["pipelines"]:
         a, b = p["augbench"], p["conventional"]
         peak_b = _f(b["peak_mib"]) + (f" (+ workers {_f(b['workers_peak_mib'])})" if "workers_peak_mib" in b else "")
-        lines.append(f"| {p['model']} | {_f(a['images_per_s'])} | {_f(a['s_per_epoch'], 1)} | {_f(a['peak_mib'])} | "
-                     f"{_f(b['images_per_s'])} | {_f(b['s_per_epoch'], 1)} | {peak_b} | {p['ratio']:.2f}× |")
-    lines += ["", "Peak memory: " + ("`torch.cuda.max_memory_allocated` per pipeline (the resident dataset counts "
-                                     "towards augbench)." if dev == "cuda" else
-                                     "`ru_maxrss` of this process, a high-water mark since start (so (b) includes "
-                                     "what (a) used); the workers' figure is the largest worker's `ru_maxrss`."), ""]
+        lines.append(f"| {p['model']} | {ips(a)} | {_f(a['s_per_epoch'], 1)} | {_f(a['peak_mib'])} | "
+                     f"{ips(b)} | {_f(b['s_per_epoch'], 1)} | {peak_b} | {p['ratio']:.2f}× |")
+    peak = ("`torch.cuda.max_memory_allocated` per pipeline (the resident dataset counts towards augbench)"
+            if dev == "cuda" else "`ru_maxrss` of this process, a high-water mark since start (so (b) includes "
+            "what (a) used); the workers' figure is the largest worker's `ru_maxrss`")
+    lines += ["", f"img/s: median (slowest–fastest window). Peak memory: {peak}.", ""]
     models = [p["model"] for p in r["pipelines"]]
     grid = r["grid_hours"]
     lines += [f"Projected grid time on this device (2 datasets × 5 regimes × 5 seeds × 200 epochs per backbone; "
@@ -624,10 +636,10 @@ def render_md(r: dict) -> str:
 
     lines += ["## 2. CPU augmentation throughput", "",
               f"images/s, median of {s['aug_windows']} interleaved windows of {s['aug_images']} images, batches of "
-              f"{s['batch_size']}, one process on one thread (per-core figures). Regime rows go from stored uint8 images to the augmented, "
-              "normalised batch; augbench uses the same `DeviceLoader` and callbacks as training. Baselines are "
-              "written in the style of each method's reference code; a DataLoader with k workers divides the "
-              f"per-image cost by at most k. Target: regimes ≥ {AUG_TARGET:.0f}×.", "",
+              f"{s['batch_size']}, one process on one thread (per-core figures). Regime rows go from stored uint8 "
+              "images to the augmented, normalised batch; augbench uses the same `DeviceLoader` and callbacks as "
+              "training. Baselines are written in the style of each method's reference code; a DataLoader with "
+              f"k workers divides the per-image cost by at most k. Target: regimes ≥ {AUG_TARGET:.0f}×.", "",
               "| regime / op | augbench img/s | baseline img/s | speed-up | baseline written as |",
               "|---|---:|---:|---:|---|"]
     for a in r["augmentation"]:
@@ -638,8 +650,9 @@ def render_md(r: dict) -> str:
     t = r["trainer_vs_plain"]
     lines += ["", "## 3. Lightning Trainer vs plain PyTorch loop", "",
               f"LeNet, {t['data']}, {t['batches_per_epoch']} batches of {s['batch_size']} per epoch, baseline+ "
-              f"(CropFlip), same resident data, same optimiser, on the {dev}; median of {t['epochs']} interleaved "
-              f"epochs. Target: Trainer/plain ≤ {TRAINER_TARGET}.", "",
+              f"(CropFlip), same resident data, same optimiser, on the {dev}"
+              + (" with one torch thread (stable ratios on shared machines)" if dev == "cpu" else "")
+              + f"; median of {t['epochs']} interleaved epochs. Target: Trainer/plain ≤ {TRAINER_TARGET}.", "",
               "| loop | s/epoch | img/s | ratio to plain |", "|---|---:|---:|---:|"]
     for k, label in (("plain", "plain loop: net, cross-entropy, SGD"),
                      ("module", "plain loop calling `Classifier.training_step`"),
@@ -710,8 +723,26 @@ def main(argv=None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as training does on GPUs
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)  # no "GPU available" banners per fit
-    warnings.filterwarnings("ignore", module="lightning")
+    lightning_log = logging.getLogger("lightning.pytorch")
+    level = lightning_log.level
+    lightning_log.setLevel(logging.ERROR)  # no "GPU available" banners for every fit
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="lightning")
+            result = run(args, device, argv)
+    finally:
+        lightning_log.setLevel(level)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench_{args.device}.json").write_text(json.dumps(result, indent=2, default=str))
+    md = render_md(result)
+    (out / f"bench_{args.device}.md").write_text(md)
+    print(md)
+    return result
+
+
+def run(args, device, argv=None) -> dict:
+    """All measurements, as the dict that main writes as JSON."""
     with tempfile.TemporaryDirectory(prefix="augbench-bench-") as tmp:
         root = Path(args.data_root)
         real = (root / "cifar-10-batches-py").is_dir()
@@ -721,18 +752,20 @@ def main(argv=None) -> dict:
         dm = AugDataModule("cifar10", root=str(root), batch_size=args.batch_size, verify=real, download=False)
         dm.load()
         pipelines = bench_pipelines(args, device, dm.host["train"], root, real)
-        augmentation = bench_augment(args, dm.host["train"])
+        with _one_thread(torch.device("cpu")):
+            augmentation = bench_augment(args, dm.host["train"])
         small = _trainer_data(root, real, args.batch_size)
-        trainer_vs_plain = bench_trainer(args, device, small)
-        syncs = bench_syncs(args, device, small)
+        with _one_thread(device):
+            trainer_vs_plain = bench_trainer(args, device, small)
+            syncs = bench_syncs(args, device, small)
 
     regimes = [a["speedup"] for a in augmentation if a["regime"]]
-    result = {
+    return {
         "meta": {
             "device": args.device, "device_name": _device_name(device), "torch": torch.__version__,
             "lightning": L.__version__, "torchvision": torchvision.__version__, "python": platform.python_version(),
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": "python -m augbench.bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "command": " ".join(["python -m augbench.bench", *(argv if argv is not None else sys.argv[1:])]),
             "cifar_real": real, "cifar_root": str(root) if real else None,
         },
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "data_root")},
@@ -748,13 +781,6 @@ def main(argv=None) -> dict:
             "no_sync_every_step": syncs["no_sync_every_step"],
         },
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"bench_{args.device}.json").write_text(json.dumps(result, indent=2, default=str))
-    md = render_md(result)
-    (out / f"bench_{args.device}.md").write_text(md)
-    print(md)
-    return result
 
 
 if __name__ == "__main__":
