@@ -129,7 +129,7 @@ def test_disk_full_leaves_no_half_written_metrics(tmp_path, monkeypatch):
 def test_unwritable_output_folder_is_a_clear_error(tmp_path, fake_cifar):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match=r"cannot create the output folder .*file/run.*writable"):
         train(make_cfg(blocker / "run", TINY + ["model=lenet"], fake_cifar))
 
 

@@ -52,7 +52,11 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     ``gpu`` pins the run to one GPU of several (sweeps pass the job's share)."""
     validate(cfg)  # bad configs fail here, in seconds, before any data is read
     out = Path(cfg.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"cannot create the output folder {out} ({e.strerror or e}); point hydra.run.dir "
+                      "(or hydra.sweep.dir) at a writable location") from e
     config = OmegaConf.to_container(cfg, resolve=True)
 
     previous = read_metrics(out)
