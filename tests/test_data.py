@@ -38,7 +38,7 @@ def test_val_split_is_deterministic_from_seed_and_disjoint(fake_cifar):
         m = dm(fake_cifar, seed=seed)
         return m.tensors["train"][0], m.tensors["val"][0]
 
-    (t0, v0), (t0b, v0b), (t1, v1) = split(0), split(0), split(1)
+    (t0, v0), (t0b, v0b), (_, v1) = split(0), split(0), split(1)
     assert torch.equal(v0, v0b) and torch.equal(t0, t0b)
     assert not torch.equal(v0, v1)
     # disjoint: no validation image appears in the training part

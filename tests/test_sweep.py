@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF, TINY, make_cfg
+from conftest import CONF, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
 

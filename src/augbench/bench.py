@@ -44,12 +44,11 @@ import torchvision
 from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from torch.utils.data import DataLoader
-from torchvision import datasets
 from torchvision import transforms as T
 
 from augbench import augment
 from augbench.callbacks import CropFlip, CutMix, Cutout, Mixup
-from augbench.data import SPECS, AugDataModule, DatasetError, DeviceLoader, _unverified
+from augbench.data import SPECS, AugDataModule, DatasetError, DeviceLoader, cifar_class
 from augbench.models import MODELS, build_model
 from augbench.module import Classifier
 
@@ -93,11 +92,6 @@ def write_fake_cifar10(root: Path, n_train: int, n_test: int, seed: int = 0) -> 
     dump("test_batch", batch(n_test))
     dump("batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
     return root
-
-
-def _cifar_class(verify: bool):
-    # fake files fail torchvision's md5 checks; real ones stay verified
-    return datasets.CIFAR10 if verify else _unverified(datasets.CIFAR10)
 
 
 # --- timing helpers -----------------------------------------------------------------------------
@@ -214,7 +208,7 @@ def conventional_step(model: str, root: Path, verify: bool, device, batch_size: 
     """The study's pipeline: torchvision CIFAR10, PIL transforms in DataLoader workers, fp32 eager SGD."""
     tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
                     T.Normalize(CIFAR.mean, CIFAR.std)])
-    ds = _cifar_class(verify)(str(root), train=True, download=False, transform=tf)
+    ds = cifar_class("cifar10", verify)(str(root), train=True, download=False, transform=tf)
     loader = DataLoader(ds, batch_size, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
                         drop_last=True, persistent_workers=workers > 0)
     net = build_model(model, 3, 10).to(device)

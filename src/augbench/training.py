@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -22,6 +23,8 @@ from augbench.module import Classifier
 from augbench.runs import AtomicCheckpointIO, read_metrics, resume_checkpoint, write_metrics
 
 log = logging.getLogger("augbench")
+# the run folder always holds metrics.json before the first checkpoint: that is expected, not a problem
+warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
 
 
 class RunExistsError(RuntimeError):
