@@ -73,9 +73,12 @@ class CropFlip(BatchAugment):
         _check(padding >= 0, "aug.padding", padding, ">= 0")
         self.padding, self.flip = padding, flip
 
+    def prepare(self, mean, std, device) -> None:
+        super().prepare(mean, std, device)
+        self.fill = -self.mean / self.std  # black, after normalisation
+
     def apply(self, batch):
-        fill = -self.mean / self.std  # black, normalised
-        batch["image"] = augment.crop_flip(batch["image"], padding=self.padding, fill=fill,
+        batch["image"] = augment.crop_flip(batch["image"], padding=self.padding, fill=self.fill,
                                            generator=self.generator, flip=self.flip)
 
 
