@@ -101,3 +101,24 @@ def test_grid_and_prob_sweep_experiments_define_the_study(tmp_path):
     assert probs == pytest.approx([i / 10 for i in range(11)])
     assert prob.model.name == "resnet18" and prob.aug.name == "cutmix" and prob.trainer.max_epochs == 10
     assert prob.hydra.sweep.subdir == "cifar10/resnet18/cutmix/prob=1.0/seed=0"  # one folder per prob
+
+
+def test_slurm_launcher_config_requeues_on_timeout():
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=["hydra/launcher=slurm", "hydra.launcher.partition=gpu"],
+                      return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert launcher.gpus_per_node == 1 and launcher.tasks_per_node == 1  # one GPU per job, never DDP
+    assert launcher.max_num_timeout > 0 and launcher.partition == "gpu"
+
+
+def test_jobs_are_spread_over_gpus_by_job_number(monkeypatch):
+    from augbench import sweep
+
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 4)
+    assert [sweep._gpu_for_job(j) for j in range(6)] == [0, 1, 2, 3, 0, 1]
+    monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
+    assert sweep._gpu_for_job(5) is None  # one GPU (or none): leave the choice to Lightning
