@@ -16,7 +16,8 @@ install: .venv/.synced ## bootstrap uv if missing, then install the locked envir
 
 .venv/.synced: pyproject.toml uv.lock
 	@$(UV) --version >/dev/null 2>&1 || { echo "uv not found: installing it with pip"; \
-	  $(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv; }
+	  $(PYTHON) -m pip install --user --quiet uv || $(PYTHON) -m pip install --quiet uv \
+	  || $(PYTHON) -m pip install --user --break-system-packages --quiet uv; }
 	$(UV) sync --locked
 	@touch $@
 
