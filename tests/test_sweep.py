@@ -122,3 +122,10 @@ def test_jobs_are_spread_over_gpus_by_job_number(monkeypatch):
     assert [sweep._gpu_for_job(j) for j in range(6)] == [0, 1, 2, 3, 0, 1]
     monkeypatch.setattr("torch.cuda.device_count", lambda: 1)
     assert sweep._gpu_for_job(5) is None  # one GPU (or none): leave the choice to Lightning
+
+
+def test_missing_dataset_stops_the_sweep_at_once(tmp_path):
+    r = cli("--multirun", "model=lenet", "seed=0,1,2", *TINY, f"data.root={tmp_path / 'none'}",
+            f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert r.returncode != 0 and "cifar10 is missing" in r.stdout
+    assert r.stdout.count("cifar10 is missing") == 1  # the first job stopped it; nobody else tried

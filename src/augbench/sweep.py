@@ -12,6 +12,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from augbench.config import ConfigError
+from augbench.data import DatasetError
 from augbench.runs import read_metrics
 from augbench.training import RunExistsError, train
 
@@ -20,13 +21,14 @@ log = logging.getLogger("augbench")
 
 def run_job(cfg: DictConfig) -> dict | None:
     """Train one job. In a multirun a failure is recorded in the job's folder and the sweep goes on;
-    config errors and folder clashes still stop the sweep at once: every later job would hit them too."""
+    config errors, missing or corrupt data and folder clashes still stop the sweep at once: every later
+    job would hit them too."""
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     if not multirun:
         return train(cfg)
     try:
         return train(cfg, gpu=_gpu_for_job(HydraConfig.get().job.num))
-    except (ConfigError, RunExistsError, KeyboardInterrupt):
+    except (ConfigError, DatasetError, RunExistsError, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one job
         log.error("job %s failed: %s: %s", cfg.output_dir, type(e).__name__, e)
