@@ -19,6 +19,7 @@ import torch  # noqa: E402
 
 from augbench.callbacks import CropFlip, Cutout, CutMix, Mixup  # noqa: E402
 from augbench.data import SPECS, DeviceLoader, default_root, load, prepare  # noqa: E402
+from augbench.runs import atomic_write  # noqa: E402
 
 CLASSES = {
     "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
@@ -77,10 +78,8 @@ def render(batches: dict[str, dict], data: str, out: Path) -> Path:
         axes[row, 0].set_ylabel(name, fontsize=10)
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)  # rename into place: never a half-written image
+    atomic_write(out, lambda f: fig.savefig(f, format="png", dpi=110))  # never a half-written image
     plt.close(fig)
-    tmp.replace(out)
     return out
 
 

@@ -17,10 +17,8 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import sys
-import tempfile
 from collections import Counter, defaultdict
 from functools import lru_cache
 from pathlib import Path
@@ -29,6 +27,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
+
+from augbench.runs import atomic_write
 
 DATASETS = ("cifar10", "cifar100")
 MODELS = ("resnet18", "lenet", "densenet", "vgg")
@@ -331,22 +331,8 @@ def _row_curves(runs: list[dict]) -> tuple[str | None, dict]:
 # ----------------------------------------------------------------------------- rendering
 
 
-def _atomic_write(path: Path, write) -> None:
-    """write(fh) into a temp file beside path, then os.replace: readers see old or new."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; reports are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _save_fig(fig: Figure, path: Path) -> None:
-    _atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110, bbox_inches="tight"))
 
 
 def _new_fig(w: float, h: float):
@@ -575,7 +561,7 @@ def write_report(folder, out=None, ci: str = "t") -> dict[str, Path]:
     written: dict[str, Path] = {}
 
     def put(name: str, text: str) -> None:
-        _atomic_write(out / name, lambda fh: fh.write(text.encode()))
+        atomic_write(out / name, lambda fh: fh.write(text.encode()))
         written[name] = out / name
 
     s = summarise(runs, ci)
