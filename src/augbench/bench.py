@@ -22,7 +22,6 @@ import itertools
 import json
 import logging
 import os
-import pickle
 import platform
 import resource
 import statistics
@@ -49,6 +48,7 @@ from torchvision import transforms as T
 from augbench import augment
 from augbench.callbacks import CropFlip, CutMix, Cutout, Mixup
 from augbench.data import SPECS, AugDataModule, DatasetError, DeviceLoader, cifar_class
+from augbench.fakedata import write_fake_cifar
 from augbench.models import MODELS, build_model
 from augbench.module import Classifier
 
@@ -72,26 +72,6 @@ SYNC_METHODS = ("item", "tolist", "numpy", "__bool__", "__int__", "__float__", "
 
 
 # --- data ---------------------------------------------------------------------------------------
-
-
-def write_fake_cifar10(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    """Random images in CIFAR-10's on-disk pickle layout, for machines without the real files."""
-    rng = np.random.default_rng(seed)
-    folder = root / "cifar-10-batches-py"
-    folder.mkdir(parents=True, exist_ok=True)
-
-    def dump(name, obj):
-        with open(folder / name, "wb") as f:
-            pickle.dump(obj, f)
-
-    def batch(n):
-        return {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": rng.integers(0, 10, n).tolist()}
-
-    for i in range(1, 6):
-        dump(f"data_batch_{i}", batch(n_train // 5))
-    dump("test_batch", batch(n_test))
-    dump("batches.meta", {"label_names": [f"class{i}" for i in range(10)]})
-    return root
 
 
 # --- timing helpers -----------------------------------------------------------------------------
@@ -742,7 +722,7 @@ def run(args, device, argv=None) -> dict:
         real = (root / "cifar-10-batches-py").is_dir()
         if not real:
             _log(f"no CIFAR-10 under {root}: writing {args.fake_images} fake images to {tmp}")
-            root = write_fake_cifar10(Path(tmp), args.fake_images, max(args.fake_images // 5, 1))
+            root = write_fake_cifar(Path(tmp), args.fake_images, max(args.fake_images // 5, 1), cifar100=False)
         dm = AugDataModule("cifar10", root=str(root), batch_size=args.batch_size, verify=real, download=False)
         dm.load()
         pipelines = bench_pipelines(args, device, dm.host["train"], root, real)
