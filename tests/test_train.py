@@ -105,3 +105,14 @@ def test_lenet_fashion_mnist_two_epochs_reaches_85_percent(tmp_path):
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
     assert metrics["test_acc1"] >= 0.85, metrics["test_acc1"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["data.batch_size=0"], "augbench: data.batch_size=0 is invalid: must be an integer > 0"),
+    (["data.download=false"], "augbench: cifar10 is missing and data.download=false"),
+])
+def test_cli_reports_user_errors_in_one_line_without_traceback(tmp_path, args, message):
+    r = cli(*args, f"data.root={tmp_path / 'data'}", f"hydra.run.dir={tmp_path / 'run'}")
+    assert r.returncode == 1
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()

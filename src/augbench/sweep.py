@@ -18,6 +18,9 @@ from augbench.training import RunExistsError, train
 
 log = logging.getLogger("augbench")
 
+# mistakes in how a run was asked for: reported as one line, and they stop a sweep at once
+USER_ERRORS = (ConfigError, DatasetError, RunExistsError)
+
 
 def run_job(cfg: DictConfig) -> dict | None:
     """Train one job. In a multirun a failure is recorded in the job's folder and the sweep goes on;
@@ -28,7 +31,7 @@ def run_job(cfg: DictConfig) -> dict | None:
         return train(cfg)
     try:
         return train(cfg, gpu=_gpu_for_job(HydraConfig.get().job.num))
-    except (ConfigError, DatasetError, RunExistsError, KeyboardInterrupt):
+    except (*USER_ERRORS, KeyboardInterrupt):
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one job
         log.error("job %s failed: %s: %s", cfg.output_dir, type(e).__name__, e)
