@@ -84,7 +84,7 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     model = Classifier(cfg.model.name, spec.channels, spec.num_classes, channels_last=on_gpu,
                        **OmegaConf.to_container(cfg.optim))  # plain types: checkpoints load with weights_only
     if cfg.model.compile:
-        model.net = torch.compile(model.net)
+        model.net = torch.compile(model.net, mode=cfg.model.compile_mode)
 
     callbacks = [instantiate(c) for c in cfg.aug.callbacks]  # order matters: crop/flip before cut/mix
     callbacks += [
