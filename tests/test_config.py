@@ -50,6 +50,7 @@ def test_misspelled_key_is_rejected():
     (["seed=0-4"], r"seed='0-4' is invalid: must be an integer >= 0\. To sweep seeds use --multirun seed=range\(5\)"),
     (["seed=-1"], r"seed=-1 is invalid"),
     (["trainer.devices=2"], r"trainer.devices=2 is invalid: must be 1"),
+    (["model.compile_mode=fastest"], r"model.compile_mode='fastest' is invalid: must be null or one of .*reduce-overhead"),
 ])
 def test_out_of_range_values_name_key_value_and_allowed(tmp_path, overrides, message):
     cfg = make_cfg(tmp_path, overrides)

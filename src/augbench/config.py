@@ -50,6 +50,8 @@ def validate(cfg: DictConfig) -> None:
     need("seed", lambda v: _int(v) and v >= 0, "an integer >= 0", seed_hint)
     need("data.name", lambda v: v in SPECS, f"one of {', '.join(SPECS)}")
     need("model.name", lambda v: v in MODELS, f"one of {', '.join(sorted(MODELS))}")
+    modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+    need("model.compile_mode", lambda v: v in modes, "null or one of " + ", ".join(m for m in modes if m))
     need("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)")
     need("data.batch_size", lambda v: _int(v) and v > 0, "an integer > 0")
     need("data.eval_batch_size", lambda v: _int(v) and v > 0, "an integer > 0")
