@@ -116,3 +116,10 @@ def test_cli_reports_user_errors_in_one_line_without_traceback(tmp_path, args, m
     assert r.returncode == 1
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "run" / "metrics.json").exists()
+
+
+def test_sanity_check_batches_do_not_leak_into_validation_metrics(tmp_path, fake_cifar):
+    checked = _run(tmp_path, fake_cifar, "checked", ["trainer.num_sanity_val_steps=1", "trainer.limit_val_batches=2"])
+    again = _run(tmp_path, fake_cifar, "again", ["trainer.limit_val_batches=2"])
+    assert checked["history"]["val_loss"] == again["history"]["val_loss"]
+    assert checked["val_acc1"] == again["val_acc1"]

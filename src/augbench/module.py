@@ -126,8 +126,11 @@ class Classifier(L.LightningModule):
         self._eval_step(batch, self._eval_splits()[dataloader_idx])
 
     def on_validation_epoch_end(self):
-        if not self.trainer.sanity_checking:
-            for split in self._eval_splits():
+        for split in self._eval_splits():
+            if self.trainer.sanity_checking:  # a sanity check's batches must not leak into epoch 0
+                for m in (self.eval_loss[split], self.acc1[split], self.acc5[split]):
+                    m.reset()
+            else:
                 self._eval_row |= self._log_eval(split)
 
     def test_step(self, batch, batch_idx):
