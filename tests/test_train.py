@@ -123,3 +123,9 @@ def test_sanity_check_batches_do_not_leak_into_validation_metrics(tmp_path, fake
     again = _run(tmp_path, fake_cifar, "again", ["trainer.limit_val_batches=2"])
     assert checked["history"]["val_loss"] == again["history"]["val_loss"]
     assert checked["val_acc1"] == again["val_acc1"]
+
+
+def test_test_every_epoch_gives_test_curves_next_to_validation(tmp_path, fake_cifar):
+    m = _run(tmp_path, fake_cifar, "r", ["data.test_every_epoch=true", "trainer.max_epochs=2"])
+    assert len(m["history"]["val_acc1"]) == len(m["history"]["test_acc1"]) == 2
+    assert m["history"]["test_acc1"][-1] == m["test_acc1"]  # the curve ends where the final test does
