@@ -39,17 +39,27 @@ def test_tiny_grid_folders_relaunch_and_failures(tmp_path, fake_cifar):
         assert json.loads((sweep / job / "metrics.json").read_text())["status"] == "completed"
         assert list((sweep / job / "tb").glob("events.out.tfevents.*"))
 
-    # relaunch: everything is skipped, nothing rewritten
+    # relaunch: nothing is launched, nothing rewritten (not even the jobs' .hydra/ folders)
+    hydra_files = {p: p.stat().st_mtime_ns for p in sweep.glob("**/.hydra/*.yaml")}
     r = cli(*args)
-    assert r.returncode == 0 and r.stdout.count("already completed") == 8, r.stdout[-3000:]
+    assert r.returncode == 0, r.stdout[-3000:]
+    assert "8 of 8 runs already completed, skipped; launching 0" in r.stdout
+    assert "Launching" not in r.stdout and "sweep finished: all 8 runs" in r.stdout
     assert mtimes(sweep) == first
+    assert {p: p.stat().st_mtime_ns for p in sweep.glob("**/.hydra/*.yaml")} == hydra_files
 
     # one metrics.json deleted: exactly that run is redone
     redo = "cifar10/lenet/cutmix/seed=1"
     (sweep / redo / "metrics.json").unlink()
-    assert cli(*args).returncode == 0
+    r = cli(*args)
+    assert r.returncode == 0 and "7 of 8 runs already completed, skipped; launching 1" in r.stdout
     after = mtimes(sweep)
     assert [j for j in jobs if after[j] != first.get(j)] == [redo]
+
+    # the same folders with another config: refused before anything runs, results untouched
+    r = cli(*args, "optim.lr=0.05")
+    assert r.returncode == 1 and "holds a completed run with a different config" in r.stdout
+    assert mtimes(sweep) == after
 
     # one run fails (its checkpoint belongs to another model): the others stay, the sweep lists it, exit != 0
     broken = "cifar10/resnet18/baseline/seed=0"
@@ -77,6 +87,14 @@ def test_submitit_launcher_config(tmp_path, fake_cifar):
             "seed=3", *tiny(fake_cifar), f"hydra.sweep.dir={sweep}")
     assert r.returncode == 0, r.stdout[-3000:]
     assert json.loads((sweep / "cifar10/lenet/baseline_plus/seed=3/metrics.json").read_text())["status"] == "completed"
+
+
+def test_a_bad_value_anywhere_in_a_sweep_stops_it_before_the_first_job(tmp_path, fake_cifar):
+    r = cli("--multirun", "model=lenet", "aug=cutmix", "aug.prob=0.5,1.5", *tiny(fake_cifar),
+            f"hydra.sweep.dir={tmp_path}")
+    assert r.returncode == 1 and "aug.prob=1.5 is invalid: must be a number in [0, 1]" in r.stdout
+    assert "Traceback" not in r.stdout
+    assert not list(tmp_path.rglob("metrics.json"))  # the valid job (prob 0.5) did not start either
 
 
 def test_seed_range_syntax_fails_at_once_with_the_working_syntax(tmp_path, fake_cifar):

@@ -8,7 +8,11 @@ One run on one device measures and writes ``<out>/bench_<device>.json`` and ``.m
    plain SGD loop), their ratio, peak memory and the projected GPU-hours of the whole grid;
 2. on the CPU, batched augmentation against per-image PIL/tensor code and per-batch reference code;
 3. a LeNet epoch through the Lightning Trainer against a plain PyTorch loop on the same data;
-4. host syncs per training step, counted by patching the tensor-to-Python conversions.
+4. host syncs per training step, counted by patching the tensor-to-Python conversions;
+5. the speed levers of augbench's step (channels_last, cudnn.benchmark, bf16 autocast, fused SGD,
+   torch.compile, CUDA graphs), switched on one after another, each measured against the row before;
+6. grid throughput with K runs per device: K processes training at once, their summed images/s
+   and the runs finished per hour.
 
 Timings are medians of several windows after warm-up; shared machines are noisy, so read
 ratios of interleaved measurements rather than single figures.
@@ -21,8 +25,10 @@ import gc
 import itertools
 import json
 import logging
+import multiprocessing as mp
 import os
 import platform
+import queue
 import resource
 import statistics
 import sys
@@ -53,13 +59,17 @@ from augbench.models import MODELS, build_model
 from augbench.module import Classifier
 
 EPOCH_IMAGES = 40_000  # CIFAR training set minus the 20% validation split
-GRID_EPOCHS = 2 * 5 * 5 * 200  # datasets × regimes × seeds × epochs, per backbone
+RUN_EPOCHS = 200
+GRID_RUNS = 2 * 5 * 5  # datasets × regimes × seeds, per backbone
+GRID_EPOCHS = GRID_RUNS * RUN_EPOCHS
 CIFAR = SPECS["cifar10"]
 OPTIM = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)  # Classifier's defaults
 AUG_TARGET, TRAINER_TARGET = 20.0, 1.25
 DEFAULTS = {  # CPU: LeNet only and short windows, so that `make bench` takes a few minutes
-    "cpu": dict(models="lenet", steps=25, warmup=10, workers=2),
-    "cuda": dict(models=",".join(MODELS), steps=100, warmup=30, workers=min(8, os.cpu_count() or 1)),
+    "cpu": dict(models="lenet", steps=25, warmup=10, workers=2, lever_model="lenet", levers_compile=False,
+                concurrency="1,2"),
+    "cuda": dict(models=",".join(MODELS), steps=100, warmup=30, workers=min(8, os.cpu_count() or 1),
+                 lever_model="resnet18", levers_compile=True, concurrency="1,2,4"),
 }
 # the project's regimes (defaults of conf/aug/*.yaml) as the callbacks that training uses
 REGIMES = {
@@ -143,11 +153,15 @@ def _peak_mib(device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; high-water mark so far
 
 
-def _amp(device):
+def _amp_dtype(device) -> torch.dtype:
+    return torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _amp(device, enabled: bool | None = None):
     # the project's precision: bf16 autocast on GPUs (fp16 where bf16 is missing; this timing loop
     # omits the scaler), fp32 on the CPU
-    dtype = torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=device.type == "cuda")
+    return torch.autocast(device.type, dtype=_amp_dtype(device),
+                          enabled=device.type == "cuda" if enabled is None else enabled)
 
 
 # --- the two training pipelines -----------------------------------------------------------------
@@ -160,13 +174,21 @@ def _batches(loader: DeviceLoader):
         yield from loader
 
 
-def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size: int, compile_: bool = False):
-    """augbench's training step: resident uint8 batch, device augmentation, Classifier step, SGD."""
+def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size: int, compile_: bool | str = False,
+                  *, channels_last: bool | None = None, amp: bool | None = None, fused: bool | None = None):
+    """augbench's training step: resident uint8 batch, device augmentation, Classifier step, SGD.
+
+    ``channels_last``, ``amp`` (autocast) and ``fused`` (SGD) default to what training uses on ``device``;
+    ``compile_`` is True for torch.compile's default mode or the name of a mode."""
     x, y = (t.to(device) for t in host)  # resident for as long as the step lives
-    module = Classifier(model, spec.channels, spec.num_classes, channels_last=device.type == "cuda").to(device)
+    channels_last = device.type == "cuda" if channels_last is None else channels_last
+    module = Classifier(model, spec.channels, spec.num_classes, channels_last=channels_last).to(device)
     if compile_:
-        module.net = torch.compile(module.net)
-    opt = module.configure_optimizers()["optimizer"]
+        module.net = torch.compile(module.net, mode=None if compile_ is True else compile_)
+    if fused is None:
+        opt = module.configure_optimizers()["optimizer"]
+    else:
+        opt = torch.optim.SGD(module.parameters(), **OPTIM, foreach=not fused, fused=fused)
     for a in augs:
         a.prepare(spec.mean, spec.std, device)
     stream = _batches(DeviceLoader(x, y, batch_size, spec.mean, spec.std, shuffle=True, drop_last=True))
@@ -175,7 +197,7 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
         batch = next(stream)
         for a in augs:  # in the order of the callbacks list, as the Trainer calls them
             a.apply(batch)
-        with _amp(device):
+        with _amp(device, amp):
             loss = module.training_step(batch, i)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -534,6 +556,188 @@ def bench_syncs(args, device, dm: AugDataModule) -> dict:
     return out
 
 
+# --- speed levers -------------------------------------------------------------------------------
+
+# Cumulative: each row keeps the levers above it and adds its own.
+LEVERS = (
+    ("baseline", "fp32 eager, NCHW, foreach SGD, cudnn.benchmark off", {}),
+    ("channels_last", "+ channels_last", {"channels_last": True}),
+    ("cudnn_benchmark", "+ cudnn.benchmark", {"benchmark": True}),
+    ("autocast", "+ {dtype} autocast", {"amp": True}),
+    ("fused_sgd", "+ fused SGD", {"fused": True}),
+    ("compile", "+ torch.compile (default mode)", {"compile_": True}),
+    ("reduce_overhead", "+ torch.compile mode=reduce-overhead (CUDA graphs)", {"compile_": "reduce-overhead"}),
+)
+
+
+def _lever_skipped(lever: str, device, args) -> str | None:
+    if device.type == "cpu":
+        reason = {"cudnn_benchmark": "cuDNN is the GPU's convolution library",
+                  "fused_sgd": "CPU training uses foreach SGD",
+                  "reduce_overhead": "CUDA graphs"}.get(lever)
+        if reason:
+            return f"n/a on cpu ({reason})"
+    if lever in ("compile", "reduce_overhead") and not args.levers_compile:
+        return "skipped (--levers-compile off)"
+    return None
+
+
+def _error(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
+
+
+def bench_levers(args, device, host) -> dict:
+    """augbench's step of --lever-model with the levers of LEVERS switched on one after another."""
+    conf = dict(channels_last=False, benchmark=False, amp=False, fused=False, compile_=False)
+    rows, first, previous = [], None, None
+    saved = torch.backends.cudnn.benchmark
+    try:
+        for lever, label, change in LEVERS:
+            conf |= change
+            row = {"lever": lever, "setting": label.format(dtype=str(_amp_dtype(device)).removeprefix("torch."))}
+            if lever == "autocast" and device.type == "cpu":
+                row["note"] = "CPU training runs fp32; CPU bf16 autocast shown for reference only"
+            if reason := _lever_skipped(lever, device, args):
+                rows.append(row | {"status": reason})
+                _log(f"lever {lever}: {reason}")
+                continue
+            torch.backends.cudnn.benchmark = conf["benchmark"]
+            _reset_peak(device)
+            torch.manual_seed(0)
+            step = None
+            try:
+                step = augbench_step(args.lever_model, host, CIFAR, device, [CropFlip()], args.batch_size,
+                                     conf["compile_"], channels_last=conf["channels_last"], amp=conf["amp"],
+                                     fused=conf["fused"])
+                times = _windows(step, device, args.warmup, args.windows, args.steps)
+            except Exception as e:  # noqa: BLE001 - a lever that breaks is a result, not the end of the bench
+                row["status"] = "failed: " + _error(e)
+            else:
+                rate = _rate(times, args.steps * args.batch_size)
+                ips = rate["images_per_s"]
+                first = ips if lever == "baseline" else first
+                row |= {"status": "measured", **rate, "peak_mib": _peak_mib(device),
+                        "speedup_vs_first": ips / first if first else None,
+                        "speedup_vs_previous": ips / previous if previous else None}
+                previous = ips
+            finally:
+                del step  # frees the resident data before the next row
+                if conf["compile_"]:
+                    torch.compiler.reset()  # the next row compiles afresh, and CUDA graph pools are released
+                gc.collect()
+            rows.append(row)
+            _log(f"lever {lever}: " + (f"{row['images_per_s']:.0f} img/s" if "images_per_s" in row else row["status"]))
+    finally:
+        torch.backends.cudnn.benchmark = saved
+    return {"model": args.lever_model, "compile": args.levers_compile, "rows": rows}
+
+
+# --- several runs per device --------------------------------------------------------------------
+
+
+def _concurrency_worker(rank: int, cfg: dict, barrier, results) -> None:
+    """One of K processes: trains augbench's step on a synthetic uint8 set and reports the
+    (start, end) of each timed window, every window started in all K processes at once."""
+    try:
+        device = torch.device(cfg["device"])
+        if device.type == "cpu":
+            torch.set_num_threads(cfg["threads"])
+        torch.backends.cudnn.benchmark = device.type == "cuda"
+        g = torch.Generator().manual_seed(rank)
+        x = torch.randint(0, 256, (cfg["images"], 3, 32, 32), dtype=torch.uint8, generator=g)
+        y = torch.randint(0, CIFAR.num_classes, (cfg["images"],), generator=g)
+        torch.manual_seed(rank)
+        step = augbench_step(cfg["model"], (x, y), CIFAR, device, [CropFlip()], cfg["batch_size"])
+        for i in range(cfg["warmup"]):
+            step(i)
+        spans, i = [], cfg["warmup"]
+        for _ in range(cfg["windows"]):
+            _sync(device)
+            barrier.wait(cfg["timeout"])
+            # time.monotonic is CLOCK_MONOTONIC on Linux: one clock for all processes
+            t = time.monotonic()
+            for _ in range(cfg["steps"]):
+                step(i)
+                i += 1
+            _sync(device)
+            spans.append((t, time.monotonic()))
+        results.put((rank, spans))
+    except BaseException as e:  # noqa: BLE001 - reported to the parent, which records it
+        barrier.abort()  # the others stop waiting
+        results.put((rank, _error(e)))
+
+
+def _gather(procs, results, timeout: float) -> list:
+    out, deadline = [], time.monotonic() + timeout
+    while len(out) < len(procs):
+        try:
+            out.append(results.get(timeout=1))
+        except queue.Empty:
+            if dead := [p.exitcode for p in procs if p.exitcode not in (None, 0)]:
+                raise RuntimeError(f"worker process died (exit codes {dead})") from None
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no result from the workers within {timeout:.0f} s") from None
+    return out
+
+
+def bench_concurrency(args, device, images: int, timeout: float = 900) -> dict:
+    """K processes training --concurrency-model at once on the device, for each K of --concurrency."""
+    # a forkserver imports the heavy libraries once (~10 s on a small CPU); each worker is then a cheap
+    # fork of it, made before CUDA or any thread pool exists (a fork of this process would not be safe)
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["torch", "torchvision", "lightning"])
+    cores = len(os.sched_getaffinity(0))
+    per_run = EPOCH_IMAGES * RUN_EPOCHS
+    rows, single = [], None
+    _reset_peak(device)  # hands this process's cached GPU memory back for the workers
+    for k in args.concurrency:
+        cfg = dict(device=args.device, model=args.concurrency_model, threads=max(1, cores // k), images=images,
+                   batch_size=args.batch_size, warmup=args.warmup, steps=args.steps, windows=args.windows,
+                   timeout=timeout)
+        barrier, results = ctx.Barrier(k), ctx.Queue()
+        procs = [ctx.Process(target=_concurrency_worker, args=(r, cfg, barrier, results), daemon=True)
+                 for r in range(k)]
+        row = {"processes": k, "threads_per_process": cfg["threads"] if device.type == "cpu" else None}
+        try:
+            for p in procs:
+                p.start()
+            reports = dict(_gather(procs, results, timeout))
+        except Exception as e:  # noqa: BLE001 - recorded in the row
+            barrier.abort()  # workers still waiting at the barrier give up at once
+            row["status"] = "failed: " + _error(e)
+        else:
+            # when one worker fails the others see a broken barrier: report the cause
+            errors = sorted((v.startswith("BrokenBarrierError"), r, v)
+                            for r, v in reports.items() if isinstance(v, str))
+            if errors:
+                row["status"] = f"failed: worker {errors[0][1]}: {errors[0][2]}"
+            else:
+                window = args.steps * args.batch_size
+                per_process = [statistics.median(window / (e - s) for s, e in reports[r]) for r in range(k)]
+                aggregate = sum(per_process)
+                common = statistics.median(k * window / (max(reports[r][w][1] for r in range(k))
+                                                         - min(reports[r][w][0] for r in range(k)))
+                                           for w in range(args.windows))
+                single = aggregate if k == 1 else single
+                runs_per_hour = aggregate / per_run * 3600
+                row |= {"status": "measured", "aggregate_images_per_s": aggregate,
+                        "per_process_images_per_s": per_process, "common_window_images_per_s": common,
+                        "speedup_vs_one": aggregate / single if single else None, "runs_per_hour": runs_per_hour,
+                        "grid_hours_per_backbone": GRID_RUNS / runs_per_hour}
+        finally:
+            for p in procs:
+                if p.pid is not None:
+                    p.join(timeout=30)
+                    if p.is_alive():
+                        p.terminate()
+                        p.join()
+        rows.append(row)
+        _log(f"{k} process(es): " + (f"{row['aggregate_images_per_s']:.0f} img/s in all, "
+                                     f"{row['runs_per_hour']:.2f} runs/h" if "runs_per_hour" in row else row["status"]))
+    return {"model": args.concurrency_model, "images": images, "cores": cores, "start_method": "forkserver",
+            "data": f"synthetic uint8 tensor of {images:,} CIFAR-shaped images per process", "rows": rows}
+
+
 # --- report -------------------------------------------------------------------------------------
 
 
@@ -553,6 +757,76 @@ def _device_name(device) -> str:
 
 def _f(v: float, digits: int = 0) -> str:
     return f"{v:,.{digits}f}"
+
+
+def _x(v) -> str:
+    return "–" if v is None else f"{v:.2f}×"
+
+
+def _levers_md(lv: dict | None, s: dict, dev: str) -> list[str]:
+    lines = ["", "## 5. Levers, one at a time", ""]
+    if lv is None:
+        return lines + ["Not measured (--skip-levers)."]
+    lines += [f"augbench's step of section 1 (resident uint8 data, batched baseline+, `Classifier.training_step`, "
+              f"SGD) for {lv['model']} on the {dev}, with the levers switched on cumulatively: each row keeps the "
+              "rows above and adds one. Row 1 is fp32 eager with NCHW tensors, foreach SGD and "
+              "`torch.backends.cudnn.benchmark` off"
+              + (" (fp32 convolutions use cuDNN's default TF32 on Ampere and newer GPUs)" if dev == "cuda" else "")
+              + f". images/s: median of {s['windows']} windows of {s['steps']} steps × {s['batch_size']} images "
+              f"after {s['warmup']} warm-up steps (compilation falls in the warm-up); s/epoch = "
+              f"{EPOCH_IMAGES:,} / (images/s); × row 1 and × previous compare with row 1 and with the last measured "
+              "row above.", "",
+              "| # | lever | img/s | s/epoch | peak MiB | × row 1 | × previous | status |",
+              "|---:|---|---:|---:|---:|---:|---:|---|"]
+    for i, row in enumerate(lv["rows"], 1):
+        status = row["status"] + (f"; {row['note']}" if "note" in row else "")
+        if row["status"] == "measured":
+            lines.append(f"| {i} | {row['setting']} | {_f(row['images_per_s'])} | {_f(row['s_per_epoch'], 1)} | "
+                         f"{_f(row['peak_mib'])} | {_x(row['speedup_vs_first'])} | "
+                         f"{_x(row['speedup_vs_previous'])} | {status} |")
+        else:
+            lines.append(f"| {i} | {row['setting']} | | | | | | {status} |")
+    if dev != "cuda":
+        lines += ["", f"These are CPU figures ({lv['model']}): they say nothing of the GPU levers. "
+                  "`python -m augbench.bench --device cuda` measures all seven rows for ResNet-18 "
+                  "(torch.compile rows included)."]
+    peak = ("`torch.cuda.max_memory_allocated` per row, the resident dataset included" if dev == "cuda" else
+            "`ru_maxrss` of this process, a high-water mark since start")
+    return lines + ["", f"Peak MiB: {peak}."]
+
+
+def _concurrency_md(c: dict | None, s: dict, dev: str) -> list[str]:
+    lines = ["", "## 6. Grid throughput with several runs per device", ""]
+    if c is None:
+        return lines + ["Not measured (--skip-concurrency)."]
+    lines += [f"K separate processes train augbench's step of {c['model']} (batch {s['batch_size']}, baseline+) at "
+              f"once on the same {dev}, as K grid jobs do under `hydra/launcher=joblib hydra.launcher.n_jobs=K`. "
+              f"Data: a {c['data']} (throughput does not depend on pixel values). Start-up (imports, data, "
+              f"{s['warmup']} warm-up steps) is outside the timing; each of {s['windows']} windows of {s['steps']} "
+              "steps starts in all K processes at once (a barrier)"
+              + (f"; each process runs max(1, {c['cores']} cores // K) torch threads" if dev == "cpu" else "")
+              + ". Per process: the median images/s of its windows; aggregate = their sum; common window = "
+              "K × window images / (first start to last finish), which credits no process for time it ran alone.",
+              "",
+              f"Runs per hour = aggregate images/s × 3600 / ({EPOCH_IMAGES:,} training images per epoch × "
+              f"{RUN_EPOCHS} epochs per run); a backbone's grid is {GRID_RUNS} runs (2 datasets × 5 regimes × "
+              "5 seeds). Training steps only: validation, checkpoints and process start-up come on top.", "",
+              "| K | aggregate img/s | per process img/s | common window img/s | × K=1 | runs/h | "
+              f"h for {GRID_RUNS} runs | status |",
+              "|---:|---:|---|---:|---:|---:|---:|---|"]
+    for row in c["rows"]:
+        if row["status"] == "measured":
+            lines.append(f"| {row['processes']} | {_f(row['aggregate_images_per_s'])} | "
+                         f"{' / '.join(_f(v) for v in row['per_process_images_per_s'])} | "
+                         f"{_f(row['common_window_images_per_s'])} | {_x(row['speedup_vs_one'])} | "
+                         f"{row['runs_per_hour']:.2f} | {row['grid_hours_per_backbone']:.1f} | measured |")
+        else:
+            lines.append(f"| {row['processes']} | | | | | | | {row['status']} |")
+    if dev != "cuda":
+        lines += ["", "CPU processes share the CPU's cores, so these are not the GPU figures: on a GPU, K small "
+                  "runs overlap their launch overhead on one device; `python -m augbench.bench --device cuda` "
+                  "measures K = 1, 2, 4."]
+    return lines
 
 
 def render_md(r: dict) -> str:
@@ -604,8 +878,10 @@ def render_md(r: dict) -> str:
                                                              " Partial: not every backbone was measured."), ""]
     if dev != "cuda":
         lines += ["**GPU figures are unmeasured**: this run had no GPU. The per-backbone table for all four "
-                  "backbones, the ratio, the projected grid GPU-hours (and, with `--compile`, torch.compile on) "
-                  "come from one command on a GPU machine: `python -m augbench.bench --device cuda` "
+                  "backbones, the ratio, the projected grid GPU-hours (and, with `--compile`, torch.compile on), "
+                  "the GPU levers (section 5: ResNet-18, channels_last to CUDA graphs) and the runs per GPU-hour "
+                  "with several runs per GPU (section 6) come from one command on a GPU machine: "
+                  "`python -m augbench.bench --device cuda` "
                   "(or `make bench ARGS=\"--device cuda\"`), which writes `benchmarks/bench_cuda.{json,md}`.", ""]
 
     lines += ["## 2. CPU augmentation throughput", "",
@@ -646,6 +922,8 @@ def render_md(r: dict) -> str:
         if isinstance(v, dict):
             lines.append(f"| {k} | {v['per_step']:.2f} | {'<br>'.join(v['every_step']) or 'none'} |")
 
+    lines += _levers_md(r["levers"], s, dev) + _concurrency_md(r["concurrency"], s, dev)
+
     tg = r["targets"]
     lines += ["", "## Targets", "",
               f"- augmentation speed-up ≥ {AUG_TARGET:.0f}× for every regime: "
@@ -675,6 +953,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--aug-images", type=int, default=1280, help="images per window of the augmentation comparison")
     p.add_argument("--aug-windows", type=int, default=7)
     p.add_argument("--sync-steps", type=int, default=50, help="steps over which host syncs are counted")
+    p.add_argument("--lever-model", choices=MODELS, help="backbone of the levers section (CPU: lenet; CUDA: resnet18)")
+    p.add_argument("--levers-compile", action=argparse.BooleanOptionalAction,
+                   help="measure the torch.compile levers (CUDA: on; CPU: off, compiling takes minutes on few cores)")
+    p.add_argument("--skip-levers", action="store_true", help="leave out the levers section")
+    p.add_argument("--concurrency", help="comma-separated numbers K of processes training at once on the device "
+                                         "(CPU 1,2; CUDA 1,2,4)")
+    p.add_argument("--concurrency-model", choices=MODELS, default="lenet", help="backbone of the K processes")
+    p.add_argument("--skip-concurrency", action="store_true", help="leave out the several-runs-per-device section")
     p.add_argument("--data-root", default="data", help="folder holding cifar-10-batches-py/ (else fake data)")
     p.add_argument("--fake-images", type=int, default=50_000, help="training images of the fake CIFAR-10")
     p.add_argument("--out", default="benchmarks")
@@ -684,6 +970,12 @@ def parse_args(argv=None) -> argparse.Namespace:
             setattr(args, k, v)
     args.aug_images = max(1, args.aug_images // args.batch_size) * args.batch_size  # whole batches on both sides
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        args.concurrency = sorted({int(k) for k in str(args.concurrency).split(",") if k.strip()})
+    except ValueError:
+        p.error(f"--concurrency {args.concurrency!r}: expected comma-separated integers")
+    if not args.concurrency or args.concurrency[0] < 1:
+        p.error("--concurrency: each K must be at least 1")
     if unknown := [m for m in args.models if m not in MODELS]:
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -726,6 +1018,8 @@ def run(args, device, argv=None) -> dict:
         dm = AugDataModule("cifar10", root=str(root), batch_size=args.batch_size, verify=real, download=False)
         dm.load()
         pipelines = bench_pipelines(args, device, dm.host["train"], root, real)
+        levers = None if args.skip_levers else bench_levers(args, device, dm.host["train"])
+        concurrency = None if args.skip_concurrency else bench_concurrency(args, device, len(dm.host["train"][0]))
         with _one_thread(torch.device("cpu")):
             augmentation = bench_augment(args, dm.host["train"])
         small = _trainer_data(root, real, args.batch_size)
@@ -748,6 +1042,8 @@ def run(args, device, argv=None) -> dict:
         "augmentation": augmentation,
         "trainer_vs_plain": trainer_vs_plain,
         "host_syncs": syncs,
+        "levers": levers,
+        "concurrency": concurrency,
         "targets": {
             "aug_speedup_min": min(regimes), "aug_speedup_met": min(regimes) >= AUG_TARGET,
             "trainer_ratio": trainer_vs_plain["trainer_over_plain"],

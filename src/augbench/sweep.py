@@ -9,12 +9,12 @@ from pathlib import Path
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from augbench.config import ConfigError
+from augbench.config import ConfigError, validate
 from augbench.data import DatasetError
 from augbench.runs import read_metrics
-from augbench.training import RunExistsError, train
+from augbench.training import RunExistsError, completed_run, train
 
 log = logging.getLogger("augbench")
 
@@ -38,6 +38,34 @@ def run_job(cfg: DictConfig) -> dict | None:
         return None
 
 
+def pending_jobs(batch, config_loader, master_config: DictConfig) -> list:
+    """The jobs of a sweep batch that still have to run.
+
+    Composes and checks every job's config first, so that a bad value anywhere in the sweep stops
+    it before the first job starts, and leaves out jobs whose fixed folder already holds a completed
+    run of the same config: a relaunched grid launches only what is unfinished."""
+    todo, done = [], 0
+    for overrides in batch:
+        cfg = config_loader.load_sweep_config(master_config=master_config, sweep_overrides=list(overrides))
+        folder = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
+        with open_dict(cfg):
+            del cfg["hydra"]  # what the job itself receives
+            cfg.output_dir = str(folder)
+        try:
+            validate(cfg)
+            finished = completed_run(folder, OmegaConf.to_container(cfg, resolve=True))
+        except (ConfigError, RunExistsError) as e:
+            sys.exit(f"augbench: {' '.join(overrides)}: {e}")  # one line, nothing launched
+        if finished:
+            done += 1
+        else:
+            todo.append(overrides)
+    if done:
+        print(f"augbench: {done} of {len(batch)} runs already completed, skipped; launching {len(todo)}",
+              flush=True)
+    return todo
+
+
 def _gpu_for_job(job_num: int) -> int | None:
     """Several jobs on a machine with several GPUs (joblib launcher): spread them by job number."""
     import torch
@@ -55,7 +83,7 @@ class SweepSummary(Callback):
         bad = [(r, read_metrics(r) or {}) for r in runs]
         bad = [(r, m) for r, m in bad if m.get("status") not in ("completed", "fast_dev_run")]
         if not bad:
-            log.info("sweep finished: %d runs completed in %s", len(runs), sweep_dir)
+            print(f"augbench: sweep finished: all {len(runs)} runs in {sweep_dir} completed", flush=True)
             return
         lines = [f"  {r.relative_to(sweep_dir)}: {m.get('status', '?')}: {str(m.get('error', '')).splitlines()[:1]}"
                  for r, m in bad]

@@ -49,6 +49,19 @@ def _same_config(a: dict, b: dict) -> bool:
     return strip(a) == strip(b)
 
 
+def completed_run(out: Path, config: dict) -> dict | None:
+    """The metrics of the completed run in ``out`` when it ran this config; None when there is none.
+
+    A completed run of another config raises RunExistsError: results are never overwritten."""
+    previous = read_metrics(out)
+    if not previous or previous.get("status") != "completed":
+        return None
+    if _same_config(previous.get("config", {}), config):
+        return previous
+    raise RunExistsError(f"{out} holds a completed run with a different config; it is never overwritten. "
+                         "Choose another folder (hydra.run.dir=...) or move that run away")
+
+
 def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     """Train, test on the final-epoch weights, write metrics.json; return the metrics.
 
@@ -62,13 +75,9 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
                       "(or hydra.sweep.dir) at a writable location") from e
     config = OmegaConf.to_container(cfg, resolve=True)
 
-    previous = read_metrics(out)
-    if previous and previous.get("status") == "completed":
-        if _same_config(previous.get("config", {}), config):
-            log.info("%s already completed (test_acc1=%.4f); skipping", out, previous["test_acc1"])
-            return previous
-        raise RunExistsError(f"{out} holds a completed run with a different config; it is never overwritten. "
-                             "Choose another folder (hydra.run.dir=...) or move that run away")
+    if previous := completed_run(out, config):
+        log.info("%s already completed (test_acc1=%.4f); skipping", out, previous["test_acc1"])
+        return previous
 
     L.seed_everything(cfg.seed, workers=True)  # python, numpy, torch; seed=0 is a real seed
     datamodule = instantiate(cfg.data)
