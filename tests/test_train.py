@@ -37,7 +37,8 @@ def test_every_backbone_on_both_cifars(tmp_path, fake_cifar, data, model):
     tb = out / "tb"  # one fixed folder, no version_N
     assert not any(p.name.startswith("version_") for p in tb.iterdir())
     ea = EventAccumulator(str(tb)).Reload()
-    assert {"train/loss", "train/acc1", "val/acc1", "test/acc1"} <= set(ea.Tags()["scalars"])
+    assert {"train/loss", "train/acc1", "train/lr", "val/acc1", "test/acc1", "hp/test_acc1"} <= set(ea.Tags()["scalars"])
+    assert (tb / "hparams.yaml").is_file()  # the HParams dashboard: hyper-parameters next to final metrics
 
 
 def test_fast_dev_run_is_not_recorded_as_a_result(tmp_path, fake_cifar):

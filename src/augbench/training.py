@@ -25,6 +25,11 @@ from augbench.runs import AtomicCheckpointIO, read_metrics, resume_checkpoint, w
 log = logging.getLogger("augbench")
 # the run folder always holds metrics.json before the first checkpoint: that is expected, not a problem
 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+# raised inside Lightning by newer torch at every run; nothing a user can act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# an advertisement printed by every Trainer: 200 copies of it bury a sweep's log
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+    lambda record: not record.getMessage().startswith("💡 Tip"))
 
 
 class RunExistsError(RuntimeError):
