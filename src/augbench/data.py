@@ -11,7 +11,6 @@ import gzip
 import os
 import pickle
 import struct
-from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -20,39 +19,10 @@ import torch
 from filelock import FileLock
 from torchvision import datasets
 
+from augbench.catalog import SPECS, DatasetSpec
+from augbench.errors import DatasetError
 from augbench.seeding import derive_seed
 
-
-class DatasetError(RuntimeError):
-    """A dataset is missing, unreadable or corrupt; the message says where and what to do."""
-
-
-@dataclass(frozen=True)
-class DatasetSpec:
-    name: str
-    channels: int
-    size: int
-    num_classes: int
-    mean: tuple[float, ...]  # of the dataset's own training images, in [0, 1]
-    std: tuple[float, ...]
-    url: str
-
-
-SPECS = {
-    "cifar10": DatasetSpec(
-        "cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-    ),
-    "cifar100": DatasetSpec(
-        "cifar100", 3, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
-        "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz",
-    ),
-    # statistics of the 28x28 images zero-padded to 32x32, which is what the models see
-    "fashion_mnist": DatasetSpec(
-        "fashion_mnist", 1, 32, 10, (0.2190,), (0.3318,),
-        "https://github.com/zalandoresearch/fashion-mnist",
-    ),
-}
 
 FASHION_MNIST_SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"  # Debian's dataset-fashion-mnist
 
