@@ -5,9 +5,10 @@ UV ?= $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 RUN := $(UV) run --locked --no-sync
 ARGS ?=
 GRID ?= multirun/grid
+HOST ?= localhost
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast gallery report grid bench tensorboard clean
+.PHONY: help install train test test-fast test-gpu gpu-check gallery report grid bench tensorboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +31,12 @@ test: install ## run the test suite (about 8 min on 2 CPU cores; see test-fast)
 test-fast: install ## the test suite without the slow real-data runs
 	$(RUN) python -m pytest -m "not slow" $(ARGS)
 
+test-gpu: install ## only the tests that need a CUDA GPU (skipped where none is visible)
+	$(RUN) python -m pytest -m gpu $(ARGS)
+
+gpu-check: install ## on a new GPU machine, first: device, GPU tests, every backbone, exact resume, compile, bench
+	$(RUN) python -m augbench.gpucheck $(ARGS)
+
 gallery: install ## write gallery.png: training images under each of the five regimes
 	$(RUN) python -m augbench.gallery $(ARGS)
 
@@ -42,8 +49,8 @@ report: install ## Table 1, curves and report.md for a finished or partial grid 
 bench: install ## throughput of augbench vs the conventional pipeline; writes benchmarks/
 	$(RUN) python -m augbench.bench $(ARGS)
 
-tensorboard: install ## serve the TensorBoard logs of outputs/ and multirun/ on port 6006
-	$(RUN) tensorboard --logdir . --port 6006 --bind_all
+tensorboard: install ## serve the TensorBoard logs of outputs/ and multirun/ on localhost:6006 (HOST=0.0.0.0 exposes them)
+	$(RUN) tensorboard --logdir . --port 6006 --host $(HOST)
 
 clean: ## remove the virtual environment and caches (never run outputs)
 	rm -rf .venv .pytest_cache

@@ -1,7 +1,7 @@
 """augbench training entry point.
 
     python train.py model=resnet18 aug=cutmix
-    python train.py --multirun seed=range(5)
+    python train.py --multirun seed=0-4
     python train.py --multirun experiment=grid
 """
 
@@ -10,16 +10,18 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from augbench.sweep import USER_ERRORS, run_job
+from augbench.cli import one_line_errors
+from augbench.sweep import CLI_ERRORS, run_job
 
 
 @hydra.main(config_path="conf", config_name="train", version_base="1.3")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> dict | None:
     try:
-        run_job(cfg)
-    except USER_ERRORS as e:
+        return run_job(cfg)  # a sweep reads it: a run left to another process is named in the summary
+    except CLI_ERRORS as e:
         sys.exit(f"augbench: {e}")  # one line that says what to fix; no traceback
 
 
 if __name__ == "__main__":
-    main()
+    with one_line_errors():
+        main()

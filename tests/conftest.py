@@ -19,14 +19,19 @@ def fake_cifar(tmp_path_factory) -> Path:
     return write_fake_cifar(tmp_path_factory.mktemp("cifar"))
 
 
-# tiny, quick runs: 2 training steps, one eval batch
-TINY = ["data.batch_size=16", "data.eval_batch_size=32", "data.verify=false", "data.download=false",
+# tiny, quick runs on the CPU, even where a GPU is present: 2 training steps, one eval batch
+TINY = ["trainer.accelerator=cpu", "data.batch_size=16", "data.eval_batch_size=32", "data.verify=false", "data.download=false",
         "trainer.max_epochs=1", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
         "trainer.limit_test_batches=1", "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 
 
 def make_cfg(out: Path, overrides: list[str] = (), root: Path | None = None):
-    """Compose the real configs, as `python train.py <overrides>` would, writing into ``out``."""
+    """Compose the real configs, as `python train.py <overrides>` would, writing into ``out``.
+
+    The CPU is pinned unless the overrides pick an accelerator: the suite's exact-equality checks
+    hold on the CPU; their GPU variants carry the ``gpu`` marker."""
+    if not any(o.startswith("trainer.accelerator=") for o in overrides):
+        overrides = ["trainer.accelerator=cpu", *overrides]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("train", overrides=list(overrides))
     with open_dict(cfg):
@@ -34,3 +39,18 @@ def make_cfg(out: Path, overrides: list[str] = (), root: Path | None = None):
         if root is not None:
             cfg.data.root = str(root)
     return cfg
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need CUDA: where there is none they are skipped, saying so (make test-gpu runs them)."""
+    gpu_items = [item for item in items if "gpu" in item.keywords]
+    if gpu_items and not cuda_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU (none visible); run `make test-gpu` where one is")
+        for item in gpu_items:
+            item.add_marker(skip)

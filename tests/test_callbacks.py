@@ -54,8 +54,8 @@ def recorded(monkeypatch, tmp_path, fake_cifar):
 
 def test_only_training_batches_are_augmented(recorded):
     seen, dm = recorded
-    clean_val = next(iter(dm.val_dataloader()[0]))
-    clean_test = next(iter(dm.test_dataloader()))
+    clean_val = dm.on_after_batch_transfer(next(iter(dm.val_dataloader()[0])), 0)  # loaders yield uint8
+    clean_test = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     assert len(seen["train"]) == 3 and len(seen["val"]) == 1 and len(seen["test"]) == 1
     for batch in seen["train"]:
         assert {"target_b", "lam"} <= set(batch) and batch["lam"].dtype == torch.float32
@@ -80,29 +80,36 @@ def test_callbacks_run_in_the_configured_order(tmp_path, fake_cifar):
     assert make_cfg(tmp_path, ["aug=baseline"]).aug.callbacks == []
 
 
+class _Epoch:
+    def __init__(self, epoch):
+        self.current_epoch = epoch
+
+
 @pytest.mark.parametrize("cls", [CropFlip, Cutout, Mixup, CutMix])
-def test_generator_state_round_trips_through_state_dict(cls):
+def test_draws_depend_on_seed_and_epoch_only(cls):
+    """What an epoch draws is derived from (seed, callback, epoch): a callback that resumes at epoch 2
+    (fresh process, nothing restored) draws what one that lived through epochs 0 and 1 draws."""
     spec = SPECS["cifar10"]
     batch = lambda: {"image": torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(1)),  # noqa: E731
                      "target": torch.arange(8)}
-    a = cls(seed=3)
-    a.prepare(spec.mean, spec.std, "cpu")
-    a.apply(batch())
-    saved = a.state_dict()
-    expected = batch()
-    a.apply(expected)
-    # a fresh callback restored from the checkpoint state draws exactly what the original drew next
-    b = cls(seed=3)
-    b.load_state_dict(saved)  # before prepare(), as when Lightning restores a checkpoint
-    b.prepare(spec.mean, spec.std, "cpu")
+    lived = cls(seed=3)
+    lived.prepare(spec.mean, spec.std, "cpu")
+    for epoch in (0, 1, 2):
+        lived.on_train_epoch_start(_Epoch(epoch), None)
+        for _ in range(3 if epoch < 2 else 1):  # epochs of different lengths: no carry-over either way
+            expected = batch()
+            lived.apply(expected)
+    resumed = cls(seed=3)
+    resumed.prepare(spec.mean, spec.std, "cpu")
+    resumed.on_train_epoch_start(_Epoch(2), None)
     got = batch()
-    b.apply(got)
+    resumed.apply(got)
     assert all(torch.equal(expected[k], got[k]) for k in expected)
-    fresh = cls(seed=3)
-    fresh.prepare(spec.mean, spec.std, "cpu")
-    first = batch()
-    fresh.apply(first)
-    assert not torch.equal(first["image"], got["image"])
+    resumed.on_train_epoch_start(_Epoch(1), None)  # another epoch, other draws
+    other = batch()
+    resumed.apply(other)
+    assert not torch.equal(other["image"], got["image"])
+    assert resumed.state_dict() == {}  # nothing device-specific in the checkpoint
 
 
 @pytest.mark.parametrize("cls,kw,key", [(Mixup, {"alpha": 0}, "aug.alpha"), (CutMix, {"prob": 1.5}, "aug.prob"),

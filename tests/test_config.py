@@ -4,7 +4,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException, MissingConfigException
 
-from augbench.config import ConfigError, validate
+from augbench.config import ConfigError, check_accelerator, validate
 from augbench.training import train
 from conftest import CONF, make_cfg
 
@@ -46,23 +46,32 @@ def test_misspelled_key_is_rejected():
     (["aug=cutout", "aug.length=0"], r"aug.length=0 is invalid: must be an integer in \(0, 32\]"),
     (["aug=cutout", "aug.length=33"], r"aug.length=33 is invalid"),
     (["aug=cutout", "aug.n_holes=-1"], r"aug.n_holes=-1 is invalid: must be an integer >= 0"),
-    (["trainer.precision=17"], r"trainer.precision=17 is invalid: must be one of .*bf16-mixed"),
-    (["seed=0-4"], r"seed='0-4' is invalid: must be an integer >= 0\. To sweep seeds use --multirun seed=range\(5\)"),
+    (["trainer.precision=17"], r"trainer.precision=17 is invalid: must be one of auto, 32-true, bf16-mixed, 16-mixed$"),
+    # half-precision "true" modes would augment in half precision and round λ differently in images and loss
+    (["trainer.precision=bf16-true"], r"trainer.precision='bf16-true' is invalid: must be one of auto, 32-true, "),
+    (["trainer.precision=16-true"], r"trainer.precision='16-true' is invalid"),
+    (["seed=0-4"], r"seed='0-4' is invalid: must be an integer >= 0\. To sweep seeds use --multirun seed=0-4"),
     (["seed=-1"], r"seed=-1 is invalid"),
     (["trainer.devices=2"], r"trainer.devices=2 is invalid: must be 1"),
+    # several GPUs would start DDP with no sampler: every rank on all the data, all writing one folder
+    (["trainer.devices=auto"], r"trainer.devices='auto' is invalid: must be 1: each run trains on one device"),
+    (["trainer.deterministic=true", "trainer.benchmark=true"],
+     r"trainer.benchmark=true is invalid with trainer.deterministic=true"),
+    (["runs_per_gpu=0"], r"runs_per_gpu=0 is invalid: must be an integer >= 1"),
+    (["run_lock.heartbeat_s=900"], r"run_lock.heartbeat_s=900 is invalid: must be .* below run_lock.stale_after_s"),
     (["model.compile_mode=fastest"], r"model.compile_mode='fastest' is invalid: must be null or one of .*reduce-overhead"),
 ])
 def test_out_of_range_values_name_key_value_and_allowed(tmp_path, overrides, message):
     cfg = make_cfg(tmp_path, overrides)
     with pytest.raises(ConfigError, match=message) as e:
         validate(cfg)
-    assert "\n" not in str(e.value)
+    assert "\n" not in str(e.value) and "typing" not in str(e.value)
 
 
 def test_asking_for_a_gpu_without_one(tmp_path, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     with pytest.raises(ConfigError, match=r"trainer.accelerator='gpu' but no CUDA GPU is visible.*accelerator=auto"):
-        validate(make_cfg(tmp_path, ["trainer.accelerator=gpu"]))
+        check_accelerator(make_cfg(tmp_path, ["trainer.accelerator=gpu"]))
 
 
 def test_validation_happens_before_any_data_is_read(tmp_path):
@@ -83,3 +92,22 @@ def test_defaults_are_the_study_protocol(tmp_path):
     assert make_cfg(tmp_path, ["optim=study_code"]).optim.gamma == 0.2
     assert (make_cfg(tmp_path, ["aug=cutmix"]).aug.prob, make_cfg(tmp_path, ["aug=cutmix"]).aug.alpha) == (1.0, 1.0)
     assert (make_cfg(tmp_path, ["aug=cutout"]).aug.n_holes, make_cfg(tmp_path, ["aug=cutout"]).aug.length) == (1, 16)
+
+
+def test_config_checks_import_neither_torch_nor_lightning():
+    """A bad value must be refused in about a second: importing Lightning alone takes ten here."""
+    import subprocess
+    import sys
+
+    code = ("import sys, augbench.config, augbench.sweep, hydra_plugins.augbench_sweeper.skip_completed_sweeper; "
+            "print(sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_model_names_in_the_catalog_match_the_registry():
+    from augbench.catalog import MODEL_NAMES
+    from augbench.models import MODELS
+
+    assert tuple(sorted(MODELS)) == MODEL_NAMES

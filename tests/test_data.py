@@ -54,7 +54,9 @@ def test_val_fraction_zero_trains_on_everything(fake_cifar):
 
 def test_batches_are_normalised_dicts_with_static_shapes(fake_cifar):
     m = dm(fake_cifar)
-    batches = list(m.train_dataloader())
+    raw = list(m.train_dataloader())
+    assert all(b["image"].dtype == torch.uint8 for b in raw)  # copied as bytes, normalised after the transfer
+    batches = [m.on_after_batch_transfer(b, 0) for b in raw]
     assert len(batches) == 128 // 16  # drop_last
     b = batches[0]
     assert set(b) == {"image", "target"} and b["image"].dtype == torch.float32 and b["target"].dtype == torch.long

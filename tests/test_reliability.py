@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from augbench import data as data_mod
-from augbench import module, runs
+from augbench import checkpoints, module, runs
 from augbench.module import NonFiniteLossError
 from augbench.training import train
 from conftest import TINY, make_cfg, write_fake_cifar
@@ -64,7 +64,7 @@ def test_killed_run_resumes_to_bit_identical_result(tmp_path, fake_cifar, uninte
 
 def test_damaged_last_checkpoint_falls_back_to_previous(tmp_path, caplog):
     good = {"x": torch.arange(10)}
-    io = runs.AtomicCheckpointIO()
+    io = checkpoints.AtomicCheckpointIO()
     io.save_checkpoint(good, tmp_path / "last.ckpt")
     io.save_checkpoint({"x": torch.arange(20)}, tmp_path / "last.ckpt")
     assert torch.load(tmp_path / "last.prev.ckpt")["x"].tolist() == list(range(10))

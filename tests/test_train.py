@@ -9,9 +9,8 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from augbench.config import ConfigError
-from augbench.data import DatasetError
-from augbench.training import RunExistsError, train
+from augbench.errors import ConfigError, DatasetError, RunExistsError
+from augbench.training import train
 from conftest import FMNIST, TINY, make_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +99,7 @@ def test_cli_unknown_group_option_lists_the_choices(tmp_path, group, bad, option
 @pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")
 def test_lenet_fashion_mnist_two_epochs_reaches_85_percent(tmp_path):
     r = cli("data=fashion_mnist", "model=lenet", "aug=baseline", "data.val_fraction=0", "trainer.max_epochs=2",
+            "trainer.accelerator=cpu",
             f"hydra.run.dir={tmp_path}", timeout=1200)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "Epoch 1" in r.stderr + r.stdout  # progress was printed

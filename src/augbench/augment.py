@@ -3,7 +3,7 @@
 Every function works on a whole normalised batch ``x`` (N×C×H×W float) at once:
 no per-image Python loops, no global RNG (all draws use the explicit ``generator``,
 which must live on ``x.device``), no in-place writes into the inputs, fixed shapes
-and no host syncs, so a training step that calls them can be CUDA-graph captured.
+and no host syncs.
 """
 
 from __future__ import annotations

@@ -5,14 +5,20 @@ One run on one device measures and writes ``<out>/bench_<device>.json`` and ``.m
 1. per backbone, training images/s and seconds per 40,000-image epoch of (a) augbench's pipeline
    (resident uint8 data, batched baseline+ on the device, ``Classifier.training_step``) and (b) the
    conventional one (torchvision ``CIFAR10`` + PIL transforms in DataLoader workers, fp32 eager,
-   plain SGD loop), their ratio, peak memory and the projected GPU-hours of the whole grid;
+   plain SGD loop), their ratio, peak memory (on a GPU: allocated, and reserved with the allocator's
+   cache) and the projected GPU-hours of the whole grid;
 2. on the CPU, batched augmentation against per-image PIL/tensor code and per-batch reference code;
 3. a LeNet epoch through the Lightning Trainer against a plain PyTorch loop on the same data;
 4. host syncs per training step, counted by patching the tensor-to-Python conversions;
-5. the speed levers of augbench's step (channels_last, cudnn.benchmark, bf16 autocast, fused SGD,
-   torch.compile, CUDA graphs), switched on one after another, each measured against the row before;
+5. the speed levers of augbench's step (channels_last, cudnn.benchmark, autocast, fused SGD,
+   torch.compile, torch.compile's reduce-overhead mode), switched on one after another, each measured
+   against the row before (a lever that fails is recorded as failed);
 6. grid throughput with K runs per device: K processes training at once, their summed images/s
    and the runs finished per hour.
+
+augbench's side trains as training does: the optimiser of ``augbench.module.make_sgd`` (fused SGD on
+CUDA, foreach elsewhere) and the precision of ``--precision`` (``auto``: bf16-mixed on GPUs of compute
+capability 8.0 and newer, 16-mixed with a gradient scaler on older ones, 32-true on the CPU).
 
 Timings are medians of several windows after warm-up; shared machines are noisy, so read
 ratios of interleaved measurements rather than single figures.
@@ -21,7 +27,9 @@ ratios of interleaved measurements rather than single figures.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
+import inspect
 import itertools
 import json
 import logging
@@ -56,14 +64,17 @@ from augbench.callbacks import CropFlip, CutMix, Cutout, Mixup
 from augbench.data import SPECS, AugDataModule, DatasetError, DeviceLoader, cifar_class
 from augbench.fakedata import write_fake_cifar
 from augbench.models import MODELS, build_model
-from augbench.module import Classifier
+from augbench.module import Classifier, make_sgd
+from augbench.training import resolve_precision
 
 EPOCH_IMAGES = 40_000  # CIFAR training set minus the 20% validation split
 RUN_EPOCHS = 200
 GRID_RUNS = 2 * 5 * 5  # datasets × regimes × seeds, per backbone
 GRID_EPOCHS = GRID_RUNS * RUN_EPOCHS
 CIFAR = SPECS["cifar10"]
-OPTIM = dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)  # Classifier's defaults
+# Classifier's defaults, read from its signature so that the two cannot drift apart
+OPTIM = {k: inspect.signature(Classifier).parameters[k].default for k in ("lr", "momentum", "nesterov", "weight_decay")}
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 AUG_TARGET, TRAINER_TARGET = 20.0, 1.25
 DEFAULTS = {  # CPU: LeNet only and short windows, so that `make bench` takes a few minutes
     "cpu": dict(models="lenet", steps=25, warmup=10, workers=2, lever_model="lenet", levers_compile=False,
@@ -147,21 +158,59 @@ def _reset_peak(device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-def _peak_mib(device) -> float:
+def _peak_memory(device) -> dict:
+    """Peak memory since ``_reset_peak``, in MiB. On a GPU both what tensors held at most
+    (``max_memory_allocated``) and what the caching allocator held at most, its cache included
+    (``max_memory_reserved``, closer to what the process takes from the GPU); on the CPU the
+    process's ``ru_maxrss``, a high-water mark since start."""
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux; high-water mark so far
+        return {"peak_allocated_mib": torch.cuda.max_memory_allocated(device) / 2**20,
+                "peak_reserved_mib": torch.cuda.max_memory_reserved(device) / 2**20}
+    return {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}  # KiB on Linux
 
 
-def _amp_dtype(device) -> torch.dtype:
-    return torch.bfloat16 if device.type != "cuda" or torch.cuda.is_bf16_supported() else torch.float16
+# --- precision and optimiser: as training uses them ------------------------------------------------
 
 
-def _amp(device, enabled: bool | None = None):
-    # the project's precision: bf16 autocast on GPUs (fp16 where bf16 is missing; this timing loop
-    # omits the scaler), fp32 on the CPU
-    return torch.autocast(device.type, dtype=_amp_dtype(device),
-                          enabled=device.type == "cuda" if enabled is None else enabled)
+def _autocast_dtype(precision: str) -> torch.dtype | None:
+    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+
+
+def _amp(device, precision: str):
+    """The forward's autocast under ``precision`` (none for 32-true), as Lightning's MixedPrecision
+    enters it (weight-cast cache off)."""
+    dtype = _autocast_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+
+
+def _scaler_needed(precision: str) -> bool:
+    return precision == "16-mixed"
+
+
+def _scaler(precision: str) -> torch.amp.GradScaler | None:
+    """16-mixed trains with a gradient scaler, as Lightning does; bf16 and fp32 without."""
+    return torch.amp.GradScaler("cuda") if _scaler_needed(precision) else None
+
+
+def _backward_step(loss, opt, scaler) -> None:
+    """backward and optimiser step, through the scaler when there is one (as Lightning's 16-mixed)."""
+    if scaler is None:
+        loss.backward()
+        opt.step()
+    else:
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+
+def _sgd(params, device, fused: bool | None = None) -> torch.optim.SGD:
+    """augbench's optimiser. ``fused=None``: exactly what training builds on ``device`` (``make_sgd``:
+    fused on CUDA, foreach elsewhere); True/False force the kernel, for the levers section only."""
+    if fused is None:
+        return make_sgd(params, device.type, **OPTIM)
+    return torch.optim.SGD(params, **OPTIM, fused=fused, foreach=not fused)
 
 
 # --- the two training pipelines -----------------------------------------------------------------
@@ -175,20 +224,24 @@ def _batches(loader: DeviceLoader):
 
 
 def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size: int, compile_: bool | str = False,
-                  *, channels_last: bool | None = None, amp: bool | None = None, fused: bool | None = None):
+                  *, channels_last: bool | None = None, precision: str | None = None, fused: bool | None = None):
     """augbench's training step: resident uint8 batch, device augmentation, Classifier step, SGD.
 
-    ``channels_last``, ``amp`` (autocast) and ``fused`` (SGD) default to what training uses on ``device``;
-    ``compile_`` is True for torch.compile's default mode or the name of a mode."""
+    ``channels_last``, ``precision`` (a resolved Trainer precision: autocast dtype, and the gradient
+    scaler of 16-mixed) and ``fused`` (SGD) default to what training uses on ``device``; ``compile_`` is
+    True for torch.compile's default mode or the name of a mode. The returned ``step(i)`` carries its
+    optimiser and scaler as ``step.opt`` and ``step.scaler``."""
     x, y = (t.to(device) for t in host)  # resident for as long as the step lives
     channels_last = device.type == "cuda" if channels_last is None else channels_last
+    precision = resolve_precision(precision or "auto", device)
     module = Classifier(model, spec.channels, spec.num_classes, channels_last=channels_last).to(device)
     if compile_:
         module.net = torch.compile(module.net, mode=None if compile_ is True else compile_)
-    if fused is None:
+    if fused is None:  # what the Trainer gets: make_sgd for the module's device
         opt = module.configure_optimizers()["optimizer"]
     else:
-        opt = torch.optim.SGD(module.parameters(), **OPTIM, foreach=not fused, fused=fused)
+        opt = _sgd(module.parameters(), device, fused)
+    scaler = _scaler(precision)
     for a in augs:
         a.prepare(spec.mean, spec.std, device)
     stream = _batches(DeviceLoader(x, y, batch_size, spec.mean, spec.std, shuffle=True, drop_last=True))
@@ -197,12 +250,12 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
         batch = next(stream)
         for a in augs:  # in the order of the callbacks list, as the Trainer calls them
             a.apply(batch)
-        with _amp(device, amp):
+        with _amp(device, precision):
             loss = module.training_step(batch, i)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        _backward_step(loss, opt, scaler)
 
+    step.opt, step.scaler = opt, scaler
     return step
 
 
@@ -214,6 +267,8 @@ def conventional_step(model: str, root: Path, verify: bool, device, batch_size: 
     loader = DataLoader(ds, batch_size, shuffle=True, num_workers=workers, pin_memory=device.type == "cuda",
                         drop_last=True, persistent_workers=workers > 0)
     net = build_model(model, 3, 10).to(device)
+    # deliberately not make_sgd: the study's code builds a plain torch.optim.SGD with torch's default
+    # kernel choice, and this pipeline stands for that code (same hyper-parameters as augbench)
     opt = torch.optim.SGD(net.parameters(), **OPTIM)
     stream = itertools.chain.from_iterable(loader for _ in itertools.count())
     running = 0.0
@@ -234,16 +289,17 @@ def conventional_step(model: str, root: Path, verify: bool, device, batch_size: 
 def bench_pipelines(args, device, host, root: Path, verify: bool) -> list[dict]:
     rows = []
     for model in args.models:
-        row = {"model": model}
+        row = {"model": model, "augbench_precision": args.precision, "conventional_precision": "32-true"}
         for kind in ("augbench", "conventional"):
             _reset_peak(device)
             torch.manual_seed(0)
             if kind == "augbench":
-                step = augbench_step(model, host, CIFAR, device, [CropFlip()], args.batch_size, args.compile)
+                step = augbench_step(model, host, CIFAR, device, [CropFlip()], args.batch_size, args.compile,
+                                     precision=args.precision)
             else:
                 step = conventional_step(model, root, verify, device, args.batch_size, args.workers)
             times = _windows(step, device, args.warmup, args.windows, args.steps)
-            row[kind] = _rate(times, args.steps * args.batch_size) | {"peak_mib": _peak_mib(device)}
+            row[kind] = _rate(times, args.steps * args.batch_size) | _peak_memory(device)
             del step  # frees the resident data, or shuts the DataLoader workers down
             gc.collect()
             if kind == "conventional" and device.type == "cpu":
@@ -412,11 +468,11 @@ class _EpochTimer(Callback):
         self.seconds = time.perf_counter() - self.t0
 
 
-def _trainer_epoch(module, dm, device, batches: int) -> float:
+def _trainer_epoch(module, dm, device, batches: int, precision: str) -> float:
     timer = _EpochTimer(device)
     on_gpu = device.type == "cuda"
     trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1,
-                        precision="bf16-mixed" if on_gpu else "32-true", max_epochs=1, limit_train_batches=batches,
+                        precision=precision, max_epochs=1, limit_train_batches=batches,
                         limit_val_batches=0, num_sanity_val_steps=0, benchmark=on_gpu, enable_progress_bar=False,
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
                         callbacks=[CropFlip(), timer])
@@ -435,6 +491,35 @@ def _trainer_data(root: Path, verify: bool, batch_size: int) -> AugDataModule:
     return dm
 
 
+def plain_step(host: tuple, spec, device, batch_size: int, precision: str):
+    """The plain PyTorch loop of section 3: LeNet, baseline+, cross-entropy, no Classifier and no
+    Lightning, but the same optimiser (``make_sgd`` for ``device``), precision (autocast, and the
+    scaler of 16-mixed) and memory format as training. ``step.opt`` and ``step.scaler`` as in augbench_step."""
+    on_gpu = device.type == "cuda"
+    net = build_model("lenet", spec.channels, spec.num_classes).to(device)
+    if on_gpu:
+        net = net.to(memory_format=torch.channels_last)
+    precision = resolve_precision(precision, device)
+    opt = _sgd(net.parameters(), device)
+    scaler = _scaler(precision)
+    crop = CropFlip()
+    crop.prepare(spec.mean, spec.std, device)
+    stream = _batches(DeviceLoader(*(t.to(device) for t in host), batch_size, spec.mean, spec.std,
+                                   shuffle=True, drop_last=True))
+
+    def step(i):
+        batch = next(stream)
+        crop.apply(batch)
+        x = batch["image"].contiguous(memory_format=torch.channels_last) if on_gpu else batch["image"]
+        with _amp(device, precision):
+            loss = F.cross_entropy(net(x), batch["target"])
+        opt.zero_grad()
+        _backward_step(loss, opt, scaler)
+
+    step.opt, step.scaler = opt, scaler
+    return step
+
+
 def bench_trainer(args, device, dm: AugDataModule) -> dict:
     """A LeNet epoch through the Lightning Trainer vs a plain loop over the same resident data."""
     spec, bs, on_gpu = dm.spec, args.batch_size, device.type == "cuda"
@@ -442,31 +527,17 @@ def bench_trainer(args, device, dm: AugDataModule) -> dict:
     batches = min(batches, args.limit_batches) if args.limit_batches else batches
     torch.manual_seed(0)
 
-    net = build_model("lenet", spec.channels, spec.num_classes).to(device)
-    if on_gpu:
-        net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(net.parameters(), **OPTIM, foreach=True)  # as Classifier.configure_optimizers
-    crop = CropFlip()
-    crop.prepare(spec.mean, spec.std, device)
-    stream = _batches(DeviceLoader(*(t.to(device) for t in dm.host["train"]), bs, spec.mean, spec.std,
-                                   shuffle=True, drop_last=True))
+    plain_one = plain_step(dm.host["train"], spec, device, bs, args.precision)
 
     def plain(k):
         _sync(device)
         t = time.perf_counter()
-        for _ in range(k):
-            batch = next(stream)
-            crop.apply(batch)
-            x = batch["image"].contiguous(memory_format=torch.channels_last) if on_gpu else batch["image"]
-            with _amp(device):
-                loss = F.cross_entropy(net(x), batch["target"])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        for i in range(k):
+            plain_one(i)
         _sync(device)
         return time.perf_counter() - t
 
-    step = augbench_step("lenet", dm.host["train"], spec, device, [CropFlip()], bs)
+    step = augbench_step("lenet", dm.host["train"], spec, device, [CropFlip()], bs, precision=args.precision)
 
     def module_loop(k):
         _sync(device)
@@ -477,7 +548,8 @@ def bench_trainer(args, device, dm: AugDataModule) -> dict:
         return time.perf_counter() - t
 
     module = Classifier("lenet", spec.channels, spec.num_classes, channels_last=on_gpu)
-    loops = {"plain": plain, "module": module_loop, "trainer": lambda k: _trainer_epoch(module, dm, device, k)}
+    loops = {"plain": plain, "module": module_loop,
+             "trainer": lambda k: _trainer_epoch(module, dm, device, k, args.precision)}
     for fn in loops.values():  # warm-up, untimed
         fn(min(5, batches))
     times = {k: [] for k in loops}
@@ -489,7 +561,8 @@ def bench_trainer(args, device, dm: AugDataModule) -> dict:
          f"ratio {med['trainer'] / med['plain']:.3f}")
     return {
         "data": spec.name, "model": "lenet", "batches_per_epoch": batches, "images_per_epoch": batches * bs,
-        "epochs": args.epochs,
+        "epochs": args.epochs, "precision": args.precision,
+        "optimizer": {k: plain_one.opt.param_groups[0][k] for k in ("fused", "foreach")},
         **{f"{k}_s_per_epoch": med[k] for k in loops},
         **{f"{k}_images_per_s": batches * bs / med[k] for k in loops},
         "trainer_over_plain": med["trainer"] / med["plain"],
@@ -542,12 +615,13 @@ def bench_syncs(args, device, dm: AugDataModule) -> dict:
                 "sites": dict(counts)}
 
     for regime, make in {"baseline": lambda: [], **REGIMES}.items():
-        step = augbench_step("lenet", dm.host["train"], spec, device, make(), args.batch_size)
+        step = augbench_step("lenet", dm.host["train"], spec, device, make(), args.batch_size,
+                             precision=args.precision)
         step(0)  # warm-up outside the count
         out[regime] = summary(count_host_syncs(lambda: [step(i) for i in range(1, n + 1)]))
     # the Trainer: the difference between a 2n-step and an n-step epoch leaves n steps' worth
     module = Classifier("lenet", spec.channels, spec.num_classes, channels_last=device.type == "cuda")
-    c1, c2 = (count_host_syncs(lambda k=k: _trainer_epoch(module, dm, device, k)) for k in (n, 2 * n))
+    c1, c2 = (count_host_syncs(lambda k=k: _trainer_epoch(module, dm, device, k, args.precision)) for k in (n, 2 * n))
     c2.subtract(c1)
     out["trainer"] = summary(+c2)
     out["steps"] = n
@@ -563,8 +637,8 @@ LEVERS = (
     ("baseline", "fp32 eager, NCHW, foreach SGD, cudnn.benchmark off", {}),
     ("channels_last", "+ channels_last", {"channels_last": True}),
     ("cudnn_benchmark", "+ cudnn.benchmark", {"benchmark": True}),
-    ("autocast", "+ {dtype} autocast", {"amp": True}),
-    ("fused_sgd", "+ fused SGD", {"fused": True}),
+    ("autocast", "+ {autocast}", {"amp": True}),
+    ("fused_sgd", "+ fused SGD (what training uses on CUDA)", {"fused": True}),
     ("compile", "+ torch.compile (default mode)", {"compile_": True}),
     ("reduce_overhead", "+ torch.compile mode=reduce-overhead (CUDA graphs)", {"compile_": "reduce-overhead"}),
 )
@@ -582,6 +656,14 @@ def _lever_skipped(lever: str, device, args) -> str | None:
     return None
 
 
+def _lever_precision(precision: str, device) -> str:
+    """The autocast lever's precision: this run's when it is a mixed one; else the one ``auto`` picks on
+    a GPU, and bf16-mixed on the CPU (shown for reference)."""
+    if _autocast_dtype(precision) is not None:
+        return precision
+    return resolve_precision("auto", device) if device.type == "cuda" else "bf16-mixed"
+
+
 def _error(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}".strip().splitlines()[0][:300]
 
@@ -589,14 +671,19 @@ def _error(e: BaseException) -> str:
 def bench_levers(args, device, host) -> dict:
     """augbench's step of --lever-model with the levers of LEVERS switched on one after another."""
     conf = dict(channels_last=False, benchmark=False, amp=False, fused=False, compile_=False)
+    mixed = _lever_precision(args.precision, device)
+    autocast = (str(_autocast_dtype(mixed)).removeprefix("torch.") + " autocast"
+                + (" + GradScaler" if _scaler_needed(mixed) else ""))
     rows, first, previous = [], None, None
     saved = torch.backends.cudnn.benchmark
     try:
         for lever, label, change in LEVERS:
             conf |= change
-            row = {"lever": lever, "setting": label.format(dtype=str(_amp_dtype(device)).removeprefix("torch."))}
-            if lever == "autocast" and device.type == "cpu":
-                row["note"] = "CPU training runs fp32; CPU bf16 autocast shown for reference only"
+            row = {"lever": lever, "setting": label.format(autocast=autocast)}
+            if lever == "autocast" and mixed != args.precision:
+                row["note"] = (f"this run's precision is {args.precision} (fp32"
+                               + (", as CPU training" if device.type == "cpu" else "")
+                               + f"); {mixed} autocast shown for reference only")
             if reason := _lever_skipped(lever, device, args):
                 rows.append(row | {"status": reason})
                 _log(f"lever {lever}: {reason}")
@@ -607,8 +694,8 @@ def bench_levers(args, device, host) -> dict:
             step = None
             try:
                 step = augbench_step(args.lever_model, host, CIFAR, device, [CropFlip()], args.batch_size,
-                                     conf["compile_"], channels_last=conf["channels_last"], amp=conf["amp"],
-                                     fused=conf["fused"])
+                                     conf["compile_"], channels_last=conf["channels_last"],
+                                     precision=mixed if conf["amp"] else "32-true", fused=conf["fused"])
                 times = _windows(step, device, args.warmup, args.windows, args.steps)
             except Exception as e:  # noqa: BLE001 - a lever that breaks is a result, not the end of the bench
                 row["status"] = "failed: " + _error(e)
@@ -616,7 +703,7 @@ def bench_levers(args, device, host) -> dict:
                 rate = _rate(times, args.steps * args.batch_size)
                 ips = rate["images_per_s"]
                 first = ips if lever == "baseline" else first
-                row |= {"status": "measured", **rate, "peak_mib": _peak_mib(device),
+                row |= {"status": "measured", **rate, **_peak_memory(device),
                         "speedup_vs_first": ips / first if first else None,
                         "speedup_vs_previous": ips / previous if previous else None}
                 previous = ips
@@ -629,7 +716,8 @@ def bench_levers(args, device, host) -> dict:
             _log(f"lever {lever}: " + (f"{row['images_per_s']:.0f} img/s" if "images_per_s" in row else row["status"]))
     finally:
         torch.backends.cudnn.benchmark = saved
-    return {"model": args.lever_model, "compile": args.levers_compile, "rows": rows}
+    return {"model": args.lever_model, "compile": args.levers_compile, "precision": args.precision,
+            "autocast_precision": mixed, "rows": rows}
 
 
 # --- several runs per device --------------------------------------------------------------------
@@ -647,7 +735,8 @@ def _concurrency_worker(rank: int, cfg: dict, barrier, results) -> None:
         x = torch.randint(0, 256, (cfg["images"], 3, 32, 32), dtype=torch.uint8, generator=g)
         y = torch.randint(0, CIFAR.num_classes, (cfg["images"],), generator=g)
         torch.manual_seed(rank)
-        step = augbench_step(cfg["model"], (x, y), CIFAR, device, [CropFlip()], cfg["batch_size"])
+        step = augbench_step(cfg["model"], (x, y), CIFAR, device, [CropFlip()], cfg["batch_size"],
+                             precision=cfg["precision"])
         for i in range(cfg["warmup"]):
             step(i)
         spans, i = [], cfg["warmup"]
@@ -691,7 +780,8 @@ def bench_concurrency(args, device, images: int, timeout: float = 900) -> dict:
     rows, single = [], None
     _reset_peak(device)  # hands this process's cached GPU memory back for the workers
     for k in args.concurrency:
-        cfg = dict(device=args.device, model=args.concurrency_model, threads=max(1, cores // k), images=images,
+        cfg = dict(device=args.device, model=args.concurrency_model, precision=args.precision,
+                   threads=max(1, cores // k), images=images,
                    batch_size=args.batch_size, warmup=args.warmup, steps=args.steps, windows=args.windows,
                    timeout=timeout)
         barrier, results = ctx.Barrier(k), ctx.Queue()
@@ -734,7 +824,8 @@ def bench_concurrency(args, device, images: int, timeout: float = 900) -> dict:
         rows.append(row)
         _log(f"{k} process(es): " + (f"{row['aggregate_images_per_s']:.0f} img/s in all, "
                                      f"{row['runs_per_hour']:.2f} runs/h" if "runs_per_hour" in row else row["status"]))
-    return {"model": args.concurrency_model, "images": images, "cores": cores, "start_method": "forkserver",
+    return {"model": args.concurrency_model, "precision": args.precision, "images": images, "cores": cores,
+            "start_method": "forkserver",
             "data": f"synthetic uint8 tensor of {images:,} CIFAR-shaped images per process", "rows": rows}
 
 
@@ -763,26 +854,49 @@ def _x(v) -> str:
     return "–" if v is None else f"{v:.2f}×"
 
 
+def _precision_md(precision: str) -> str:
+    return {"32-true": "fp32 (32-true)", "bf16-mixed": "bf16 autocast (bf16-mixed)",
+            "16-mixed": "fp16 autocast + GradScaler (16-mixed)"}.get(precision, precision)
+
+
+def _peak_header(dev: str) -> str:
+    return "peak MiB allocated / reserved" if dev == "cuda" else "peak MiB"
+
+
+def _peak_cell(x: dict) -> str:
+    """Peak memory of a row: allocated / reserved on a GPU, ru_maxrss on the CPU."""
+    if "peak_allocated_mib" in x:
+        return f"{_f(x['peak_allocated_mib'])} / {_f(x['peak_reserved_mib'])}"
+    return _f(x["peak_rss_mib"])
+
+
+PEAK_CUDA_MD = ("allocated = `torch.cuda.max_memory_allocated` (live tensors), reserved (allocator cache included) "
+                "= `torch.cuda.max_memory_reserved` (what PyTorch's caching allocator held, nearer to what the "
+                "process takes from the GPU), both since `torch.cuda.empty_cache()` and "
+                "`torch.cuda.reset_peak_memory_stats()`; neither counts the CUDA context")
+
+
 def _levers_md(lv: dict | None, s: dict, dev: str) -> list[str]:
     lines = ["", "## 5. Levers, one at a time", ""]
     if lv is None:
         return lines + ["Not measured (--skip-levers)."]
     lines += [f"augbench's step of section 1 (resident uint8 data, batched baseline+, `Classifier.training_step`, "
               f"SGD) for {lv['model']} on the {dev}, with the levers switched on cumulatively: each row keeps the "
-              "rows above and adds one. Row 1 is fp32 eager with NCHW tensors, foreach SGD and "
+              f"rows above and adds one (this run's precision: {lv['precision']}; the autocast row uses "
+              f"{lv['autocast_precision']}). Row 1 is fp32 eager with NCHW tensors, foreach SGD and "
               "`torch.backends.cudnn.benchmark` off"
               + (" (fp32 convolutions use cuDNN's default TF32 on Ampere and newer GPUs)" if dev == "cuda" else "")
               + f". images/s: median of {s['windows']} windows of {s['steps']} steps × {s['batch_size']} images "
               f"after {s['warmup']} warm-up steps (compilation falls in the warm-up); s/epoch = "
               f"{EPOCH_IMAGES:,} / (images/s); × row 1 and × previous compare with row 1 and with the last measured "
               "row above.", "",
-              "| # | lever | img/s | s/epoch | peak MiB | × row 1 | × previous | status |",
+              f"| # | lever | img/s | s/epoch | {_peak_header(dev)} | × row 1 | × previous | status |",
               "|---:|---|---:|---:|---:|---:|---:|---|"]
     for i, row in enumerate(lv["rows"], 1):
         status = row["status"] + (f"; {row['note']}" if "note" in row else "")
         if row["status"] == "measured":
             lines.append(f"| {i} | {row['setting']} | {_f(row['images_per_s'])} | {_f(row['s_per_epoch'], 1)} | "
-                         f"{_f(row['peak_mib'])} | {_x(row['speedup_vs_first'])} | "
+                         f"{_peak_cell(row)} | {_x(row['speedup_vs_first'])} | "
                          f"{_x(row['speedup_vs_previous'])} | {status} |")
         else:
             lines.append(f"| {i} | {row['setting']} | | | | | | {status} |")
@@ -790,7 +904,7 @@ def _levers_md(lv: dict | None, s: dict, dev: str) -> list[str]:
         lines += ["", f"These are CPU figures ({lv['model']}): they say nothing of the GPU levers. "
                   "`python -m augbench.bench --device cuda` measures all seven rows for ResNet-18 "
                   "(torch.compile rows included)."]
-    peak = ("`torch.cuda.max_memory_allocated` per row, the resident dataset included" if dev == "cuda" else
+    peak = (f"{PEAK_CUDA_MD}, per row, the resident dataset included" if dev == "cuda" else
             "`ru_maxrss` of this process, a high-water mark since start")
     return lines + ["", f"Peak MiB: {peak}."]
 
@@ -799,7 +913,8 @@ def _concurrency_md(c: dict | None, s: dict, dev: str) -> list[str]:
     lines = ["", "## 6. Grid throughput with several runs per device", ""]
     if c is None:
         return lines + ["Not measured (--skip-concurrency)."]
-    lines += [f"K separate processes train augbench's step of {c['model']} (batch {s['batch_size']}, baseline+) at "
+    lines += [f"K separate processes train augbench's step of {c['model']} (batch {s['batch_size']}, baseline+, "
+              f"{_precision_md(c['precision'])}) at "
               f"once on the same {dev}, as K grid jobs do under `hydra/launcher=joblib hydra.launcher.n_jobs=K`. "
               f"Data: a {c['data']} (throughput does not depend on pixel values). Start-up (imports, data, "
               f"{s['warmup']} warm-up steps) is outside the timing; each of {s['windows']} windows of {s['steps']} "
@@ -845,15 +960,17 @@ def render_md(r: dict) -> str:
         + (" (real Fashion-MNIST)." if r["trainer_vs_plain"]["data"] == "fashion_mnist" else "."), "",
         "## 1. Training throughput per backbone", "",
         f"(a) augbench: uint8 CIFAR resident on the {dev}, batched baseline+ (crop with 4 px of black + flip) "
-        "on the device, `Classifier.training_step`, SGD (momentum 0.9, nesterov, wd 5e-4); "
-        + ("bf16 autocast + channels_last" if dev == "cuda" else "fp32")
+        "on the device, `Classifier.training_step`, SGD (momentum 0.9, nesterov, wd 5e-4) as `make_sgd` builds it "
+        + ("(fused)" if dev == "cuda" else "(foreach)") + "; " + _precision_md(s["precision"])
+        + (" + channels_last" if dev == "cuda" else "")
         + (", `torch.compile`" if s["compile"] else "") + ". "
         f"(b) conventional: torchvision `CIFAR10` + PIL `RandomCrop(32, padding=4)`, `RandomHorizontalFlip()`, "
         f"`ToTensor()`, `Normalize` in a `DataLoader` with {s['workers']} workers, fp32 eager, plain SGD loop "
         "(same optimiser settings) that reads `loss.item()` every step as the usual CIFAR scripts do. "
         f"images/s: median of {s['windows']} windows of {s['steps']} steps × {s['batch_size']} images after "
         f"{s['warmup']} warm-up steps; s/epoch = {EPOCH_IMAGES:,} / (images/s).", "",
-        "| backbone | augbench img/s | s/epoch | peak MiB | conventional img/s | s/epoch | peak MiB | ratio (a)/(b) |",
+        f"| backbone | augbench img/s | s/epoch | {_peak_header(dev)} | conventional img/s | s/epoch | "
+        f"{_peak_header(dev)} | ratio (a)/(b) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
@@ -863,10 +980,10 @@ def render_md(r: dict) -> str:
 
     for p in r["pipelines"]:
         a, b = p["augbench"], p["conventional"]
-        peak_b = _f(b["peak_mib"]) + (f" (+ workers {_f(b['workers_peak_mib'])})" if "workers_peak_mib" in b else "")
-        lines.append(f"| {p['model']} | {ips(a)} | {_f(a['s_per_epoch'], 1)} | {_f(a['peak_mib'])} | "
+        peak_b = _peak_cell(b) + (f" (+ workers {_f(b['workers_peak_mib'])})" if "workers_peak_mib" in b else "")
+        lines.append(f"| {p['model']} | {ips(a)} | {_f(a['s_per_epoch'], 1)} | {_peak_cell(a)} | "
                      f"{ips(b)} | {_f(b['s_per_epoch'], 1)} | {peak_b} | {p['ratio']:.2f}× |")
-    peak = ("`torch.cuda.max_memory_allocated` per pipeline (the resident dataset counts towards augbench)"
+    peak = (f"{PEAK_CUDA_MD}, per pipeline (the resident dataset counts towards augbench)"
             if dev == "cuda" else "`ru_maxrss` of this process, a high-water mark since start (so (b) includes "
             "what (a) used); the workers' figure is the largest worker's `ru_maxrss`")
     lines += ["", f"img/s: median (slowest–fastest window). Peak memory: {peak}.", ""]
@@ -879,8 +996,9 @@ def render_md(r: dict) -> str:
     if dev != "cuda":
         lines += ["**GPU figures are unmeasured**: this run had no GPU. The per-backbone table for all four "
                   "backbones, the ratio, the projected grid GPU-hours (and, with `--compile`, torch.compile on), "
-                  "the GPU levers (section 5: ResNet-18, channels_last to CUDA graphs) and the runs per GPU-hour "
-                  "with several runs per GPU (section 6) come from one command on a GPU machine: "
+                  "the GPU levers (section 5: ResNet-18, channels_last to torch.compile's reduce-overhead mode) "
+                  "and the runs per GPU-hour with several runs per GPU (section 6) come from one command on a GPU "
+                  "machine: "
                   "`python -m augbench.bench --device cuda` "
                   "(or `make bench ARGS=\"--device cuda\"`), which writes `benchmarks/bench_cuda.{json,md}`.", ""]
 
@@ -900,7 +1018,9 @@ def render_md(r: dict) -> str:
     t = r["trainer_vs_plain"]
     lines += ["", "## 3. Lightning Trainer vs plain PyTorch loop", "",
               f"LeNet, {t['data']}, {t['batches_per_epoch']} batches of {s['batch_size']} per epoch, baseline+ "
-              f"(CropFlip), same resident data, same optimiser, on the {dev}"
+              f"(CropFlip), same resident data, same optimiser as training (`make_sgd`: "
+              f"{'fused' if t['optimizer']['fused'] else 'foreach'} SGD), same precision: "
+              f"{_precision_md(t['precision'])}, on the {dev}"
               + (" with one torch thread (stable ratios on shared machines)" if dev == "cpu" else "")
               + f"; median of {t['epochs']} interleaved epochs. Target: Trainer/plain ≤ {TRAINER_TARGET}.", "",
               "| loop | s/epoch | img/s | ratio to plain |", "|---|---:|---:|---:|"]
@@ -948,6 +1068,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's own choice)")
     p.add_argument("--compile", action="store_true", help="torch.compile augbench's backbone")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="Trainer precision of augbench's side, as trainer.precision in training (auto: bf16-mixed "
+                        "on GPUs of compute capability >= 8.0, 16-mixed with a gradient scaler on older GPUs, "
+                        "32-true on the CPU); the conventional pipeline stays fp32")
     p.add_argument("--epochs", type=int, default=3, help="interleaved epochs per loop of the Trainer comparison")
     p.add_argument("--limit-batches", type=int, help="batches per epoch of the Trainer comparison (default: all)")
     p.add_argument("--aug-images", type=int, default=1280, help="images per window of the augmentation comparison")
@@ -980,6 +1104,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: no CUDA device is available")
+    if args.device == "cpu" and args.precision == "16-mixed":
+        p.error("--precision 16-mixed needs --device cuda (fp16 AMP with a gradient scaler is CUDA's; "
+                "Lightning would train bf16-mixed on the CPU instead)")
+    # resolved once, here, so that every section and the report use the same precision
+    args.precision_requested = args.precision
+    args.precision = resolve_precision(args.precision, torch.device(args.device))
     return args
 
 
@@ -1035,6 +1165,7 @@ def run(args, device, argv=None) -> dict:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": " ".join(["python -m augbench.bench", *(argv if argv is not None else sys.argv[1:])]),
             "cifar_real": real, "cifar_root": str(root) if real else None,
+            "precision": args.precision, "precision_requested": args.precision_requested,
         },
         "settings": {k: v for k, v in vars(args).items() if k not in ("out", "data_root")},
         "pipelines": pipelines,

@@ -1,8 +1,11 @@
 """Augmentations as Lightning callbacks that rewrite the device batch in ``on_train_batch_start``.
 
 The work is done by the pure functions in :mod:`augbench.augment`; a callback owns a
-``torch.Generator`` (saved in the checkpoint, so a resumed run draws what an uninterrupted one
-would) and replaces entries of the batch dict in place, since Lightning ignores return values.
+``torch.Generator`` on the training device and replaces entries of the batch dict in place, since
+Lightning ignores return values. The generator is reseeded from (seed, callback, epoch) at the start
+of every epoch instead of being saved: checkpoints are written at epoch ends only, so a resumed run
+draws exactly what an uninterrupted one would, and it may resume on another kind of device (a CPU
+generator's state cannot be loaded into a CUDA generator).
 Only training batches pass through here: validation and test batches are never touched.
 """
 
@@ -16,12 +19,11 @@ from augbench.seeding import derive_seed
 
 
 class BatchAugment(Callback):
-    """Base class: a seeded generator on the training device and ``apply(batch)``."""
+    """Base class: a generator on the training device, seeded per epoch, and ``apply(batch)``."""
 
     def __init__(self, seed: int = 0):
         self.seed = seed
         self.generator: torch.Generator | None = None
-        self._pending_state: torch.Tensor | None = None
         self.mean = self.std = None
 
     @property
@@ -34,30 +36,23 @@ class BatchAugment(Callback):
         self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device)
         self.std = torch.as_tensor(std, dtype=torch.float32, device=device)
         self.generator = torch.Generator(device=device)
-        self.generator.manual_seed(derive_seed(self.seed, "aug", type(self).__name__))
-        if self._pending_state is not None:
-            self.generator.set_state(self._pending_state)
-            self._pending_state = None
+        self.reseed(0)
+
+    def reseed(self, epoch: int) -> None:
+        self.generator.manual_seed(derive_seed(self.seed, "aug", type(self).__name__, epoch))
 
     def setup(self, trainer, pl_module, stage: str) -> None:
         spec = trainer.datamodule.spec
         self.prepare(spec.mean, spec.std, trainer.strategy.root_device)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.reseed(trainer.current_epoch)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.apply(batch)
 
     def apply(self, batch: dict) -> None:
         raise NotImplementedError
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()} if self.generator is not None else {}
-
-    def load_state_dict(self, state: dict) -> None:
-        if "generator" in state:
-            if self.generator is None:
-                self._pending_state = state["generator"]
-            else:
-                self.generator.set_state(state["generator"])
 
 
 def _check(ok: bool, key: str, value, allowed: str) -> None:

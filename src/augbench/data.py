@@ -20,7 +20,7 @@ from filelock import FileLock
 from torchvision import datasets
 
 from augbench.catalog import SPECS, DatasetSpec
-from augbench.errors import DatasetError
+from augbench.errors import ConfigError, DatasetError
 from augbench.seeding import derive_seed
 
 
@@ -195,25 +195,50 @@ def load(spec: DatasetSpec, root: Path, verify: bool = True):
 # --- device batches -----------------------------------------------------------------------------
 
 
-class DeviceLoader:
-    """Yields ``{"image": float N×C×H×W normalised, "target": long N}`` from resident uint8 tensors.
+class Normalize:
+    """uint8 images to ``(x/255 - mean)/std`` in float32, as one multiply-add on the images' device."""
 
-    With ``shuffle`` each epoch is a permutation drawn from a generator seeded by (seed, epoch), so
-    data order depends only on the epoch number: a resumed run sees the same batches.
+    def __init__(self, mean, std, device):
+        mean = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(std, device=device).view(1, -1, 1, 1)
+        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if self.scale.device != images.device:
+            self.scale, self.shift = self.scale.to(images.device), self.shift.to(images.device)
+        return torch.addcmul(self.shift, images.float(), self.scale)
+
+
+class DeviceLoader:
+    """Yields ``{"image", "target": long N}`` batches from uint8 tensors, wherever those live.
+
+    With ``normalize`` the images come out normalised (float, on the tensors' device); without, they
+    stay uint8 for the consumer to normalise after moving them (4× fewer bytes to copy). With
+    ``pin_memory`` (host tensors feeding a GPU) each batch is gathered into page-locked memory, so the
+    copy to the device is asynchronous. With ``shuffle`` each epoch is a permutation drawn from a
+    generator seeded by (seed, epoch), so data order depends only on the epoch number: a resumed run
+    sees the same batches.
     """
 
     def __init__(self, images, targets, batch_size, mean, std, *, shuffle=False, drop_last=False,
-                 seed=0, epoch_fn=lambda: 0):
+                 seed=0, epoch_fn=lambda: 0, normalize=True, pin_memory=False):
         self.images, self.targets = images, targets
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.epoch_fn = seed, epoch_fn
-        mean = torch.tensor(mean, device=images.device).view(1, -1, 1, 1)
-        std = torch.tensor(std, device=images.device).view(1, -1, 1, 1)
-        self.scale, self.shift = 1.0 / (255.0 * std), -mean / std  # x/255 - mean)/std as one multiply-add
+        self.normalize = Normalize(mean, std, images.device) if normalize else None
+        self.pin_memory = pin_memory
 
     def __len__(self) -> int:
         n = len(self.images)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _take(self, tensor, idx):
+        if not self.pin_memory:
+            return tensor[idx]
+        # a fresh page-locked buffer per batch: the caching host allocator reuses it only once the
+        # asynchronous copy that reads it has finished
+        out = torch.empty((len(idx), *tensor.shape[1:]), dtype=tensor.dtype, pin_memory=True)
+        return torch.index_select(tensor, 0, idx, out=out)
 
     def __iter__(self):
         device = self.images.device
@@ -225,15 +250,18 @@ class DeviceLoader:
             order = torch.arange(len(self.images), device=device)
         for i in range(len(self)):
             idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            image = torch.addcmul(self.shift, self.images[idx].float(), self.scale)
-            yield {"image": image, "target": self.targets[idx]}
+            image = self._take(self.images, idx)
+            if self.normalize is not None:
+                image = self.normalize(image)
+            yield {"image": image, "target": self._take(self.targets, idx)}
 
 
 class AugDataModule(L.LightningDataModule):
     """CIFAR-10, CIFAR-100 or Fashion-MNIST with a seeded held-out validation split.
 
     ``device_resident`` (default) keeps the uint8 dataset on the training device; otherwise it stays
-    in host memory and Lightning moves each batch.
+    in host memory (page-locked when training on a GPU) and Lightning copies each uint8 batch. Either
+    way batches are normalised on the training device, after the transfer.
     """
 
     def __init__(self, name: str = "cifar10", root: str | None = None, batch_size: int = 128,
@@ -247,7 +275,9 @@ class AugDataModule(L.LightningDataModule):
         self.val_fraction, self.verify, self.download = val_fraction, verify, download
         self.device_resident, self.test_every_epoch, self.seed = device_resident, test_every_epoch, seed
         self.host = None  # CPU tensors, loaded once
-        self.tensors = None  # the same on the training device
+        self.tensors = None  # the same on the training device (or pinned on the host)
+        self.normalize = Normalize(self.spec.mean, self.spec.std, "cpu")
+        self.pin_memory = False
 
     def prepare_data(self) -> None:
         prepare(self.spec, self.root, self.download)
@@ -268,21 +298,29 @@ class AugDataModule(L.LightningDataModule):
                 "test": (test_x, test_y),
             }
             if len(train) < self.batch_size:
-                raise ValueError(f"data.batch_size={self.batch_size} is larger than the {len(train)} "
-                                 f"training images of {self.spec.name}; lower it")
+                raise ConfigError(f"data.batch_size={self.batch_size} is invalid: must be at most the {len(train)} "
+                                  f"training images of {self.spec.name} under {self.root}")
 
     def setup(self, stage: str | None = None) -> None:
         self.load()
         if self.tensors is None:
-            device = torch.device("cpu")
-            if self.device_resident and self.trainer is not None:
-                device = self.trainer.strategy.root_device
-            self.tensors = {k: (x.to(device), y.to(device)) for k, (x, y) in self.host.items()}
+            target = self.trainer.strategy.root_device if self.trainer is not None else torch.device("cpu")
+            if self.device_resident:
+                self.tensors = {k: (x.to(target), y.to(target)) for k, (x, y) in self.host.items()}
+            else:
+                self.tensors = self.host
+                self.pin_memory = target.type == "cuda"
 
     def _loader(self, split: str, **kw) -> DeviceLoader:
         x, y = self.tensors[split]
         bs = self.batch_size if split == "train" else self.eval_batch_size
-        return DeviceLoader(x, y, bs, self.spec.mean, self.spec.std, **kw)
+        return DeviceLoader(x, y, bs, self.spec.mean, self.spec.std, normalize=False,
+                            pin_memory=self.pin_memory, **kw)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """Normalise on the training device, before the augmentation callbacks see the batch."""
+        batch["image"] = self.normalize(batch["image"])
+        return batch
 
     def _epoch(self) -> int:
         return self.trainer.current_epoch if self.trainer is not None else 0

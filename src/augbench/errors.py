@@ -20,3 +20,7 @@ class RunExistsError(RuntimeError):
 
 class RunLockedError(RuntimeError):
     """Another live process is training in this run folder; the message names the folder and owner."""
+
+    def __init__(self, message: str, owner: str | None = None):
+        super().__init__(message)
+        self.owner = owner  # e.g. "pid 4242 on host node7, since 2026-11-25 15:30:02 UTC"

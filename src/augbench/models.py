@@ -69,7 +69,8 @@ class ResNet(nn.Module):
 
     def forward(self, x):
         out = self.layers(F.relu(self.bn1(self.conv1(x))))
-        out = F.adaptive_avg_pool2d(out, 1).flatten(1)
+        # global average pool: adaptive_avg_pool2d's CUDA backward refuses trainer.deterministic=true
+        out = out.mean((2, 3))
         return self.linear(out)
 
 
@@ -151,7 +152,7 @@ class DenseNet(nn.Module):
 
     def forward(self, x):
         out = F.relu(self.bn(self.features(self.conv1(x))))
-        return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
+        return self.linear(out.mean((2, 3)))  # global average pool, deterministic on CUDA (see ResNet)
 
 
 @register("densenet")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -24,6 +26,9 @@ def make_sgd(params, device_type: str, *, lr: float, momentum: float, nesterov: 
     The benchmark's plain loop uses this too, so both time the same update."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay,
                            **sgd_flags(device_type))
+
+
+log = logging.getLogger("augbench")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -112,11 +117,29 @@ class Classifier(L.LightningModule):
         self.history.append({"epoch": self.current_epoch} | {k.replace("/", "_"): float(v) for k, v in row.items()})
         self._eval_row = {}
 
+    def _where(self) -> str:
+        """The device model and precision this run trains with, as recorded in its checkpoints."""
+        device = self.trainer.strategy.root_device
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        return f"{name}, {self.trainer.precision}"
+
     def on_save_checkpoint(self, checkpoint):
         checkpoint["augbench_history"] = self.history
+        checkpoint["augbench_device"] = self._where()
 
     def on_load_checkpoint(self, checkpoint):
         self.history = list(checkpoint.get("augbench_history", []))
+        before, now = checkpoint.get("augbench_device"), self._where()
+        if before is not None and before != now:
+            log.warning("resuming a run that trained on %s on %s: it goes on from its checkpoint, but its "
+                        "numbers will differ from those of an uninterrupted run", before, now)
+
+    def on_train_start(self):
+        # a resumed optimizer takes its fused/foreach flags from the checkpoint, i.e. from the device
+        # the run was saved on; the update kernels (and GradScaler's fused path) must match this one
+        for opt in self.trainer.optimizers:
+            for group in opt.param_groups:
+                group.update(sgd_flags(self.device.type))
 
     def _eval_step(self, batch, split):
         logits = self(batch["image"])

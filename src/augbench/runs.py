@@ -1,7 +1,8 @@
 """A run folder on disk: metrics.json and checkpoints, written so that a crash never leaves a torn file.
 
 Every write goes to a temporary file in the same folder, is fsynced, then renamed over the
-target: readers see the old file or the new one, never half of one.
+target: readers see the old file or the new one, never half of one. Imports no torch: sweeps read
+run folders before deciding what to launch.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import torch
-from lightning.pytorch.plugins.io import TorchCheckpointIO
+from augbench.errors import RunExistsError
 
 log = logging.getLogger(__name__)
 
@@ -59,18 +59,6 @@ def read_metrics(folder: Path) -> dict | None:
         return None
 
 
-class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written atomically; the previous ``last.ckpt`` is kept as ``last.prev.ckpt``."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.name == LAST and path.exists():
-            # killed before the new one lands, the run resumes from this one
-            os.replace(path, path.with_name(PREVIOUS))
-        atomic_write(path, lambda f: torch.save(checkpoint, f))
-
-
 def _intact(path: Path) -> bool:
     """A torch checkpoint is a zip archive: check every member's CRC, which a torn write fails."""
     try:
@@ -92,3 +80,38 @@ def resume_checkpoint(folder: Path) -> str | None:
             return str(path)
         log.warning("%s is damaged (cut off mid-write?); falling back to the previous checkpoint", path)
     return None
+
+
+# keys that change how a run is shown, placed or scheduled, not what it computes
+COSMETIC = {"output_dir", "progress_refresh_rate", "trainer.enable_progress_bar", "trainer.enable_model_summary",
+            "trainer.log_every_n_steps", "trainer.devices", "runs_per_gpu", "gpu_slot_dir",
+            "run_lock.stale_after_s", "run_lock.heartbeat_s"}
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat |= flatten(v, key + ".")
+        else:
+            flat[key] = v
+    return flat
+
+
+def same_config(a: dict, b: dict) -> bool:
+    strip = lambda c: {k: v for k, v in flatten(c).items() if k not in COSMETIC}  # noqa: E731
+    return strip(a) == strip(b)
+
+
+def completed_run(out: Path, config: dict) -> dict | None:
+    """The metrics of the completed run in ``out`` when it ran this config; None when there is none.
+
+    A completed run of another config raises RunExistsError: results are never overwritten."""
+    previous = read_metrics(out)
+    if not previous or previous.get("status") != "completed":
+        return None
+    if same_config(previous.get("config", {}), config):
+        return previous
+    raise RunExistsError(f"{out} holds a completed run with a different config; it is never overwritten. "
+                         "Choose another folder (hydra.run.dir=...) or move that run away")

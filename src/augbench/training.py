@@ -6,6 +6,7 @@ The Hydra entry point (``train.py``) is a thin wrapper; tests call ``train`` dir
 from __future__ import annotations
 
 import logging
+import os
 import time
 import warnings
 from pathlib import Path
@@ -15,12 +16,15 @@ import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.strategies import SingleDeviceStrategy
 from omegaconf import DictConfig, OmegaConf
 
 from augbench.callbacks import GalleryLogger
-from augbench.config import validate
+from augbench.checkpoints import AtomicCheckpointIO
+from augbench.config import check_accelerator, validate
 from augbench.module import Classifier
-from augbench.runs import AtomicCheckpointIO, read_metrics, resume_checkpoint, write_metrics
+from augbench.runlock import RunLock
+from augbench.runs import completed_run, flatten, resume_checkpoint, write_metrics
 
 log = logging.getLogger("augbench")
 # the run folder always holds metrics.json before the first checkpoint: that is expected, not a problem
@@ -32,46 +36,73 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda record: not record.getMessage().startswith("💡 Tip"))
 
 
-class RunExistsError(RuntimeError):
-    """A completed run with a different config already owns the output folder."""
-
-
-def resolve_precision(precision: str, on_gpu: bool) -> str:
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: bf16-mixed where the device computes bf16 natively (compute capability >= 8.0),
+    16-mixed on older GPUs, 32-true on the CPU. The pinned device is asked, not cuda:0, and not
+    ``torch.cuda.is_bf16_supported()``, which counts the slow emulation of V100s and T4s."""
     if str(precision) != "auto":
         return str(precision)
-    if on_gpu:
-        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    if device.type == "cuda":
+        return "bf16-mixed" if torch.cuda.get_device_capability(device) >= (8, 0) else "16-mixed"
     return "32-true"
 
 
-# keys that change how a run is shown or placed, not what it computes
-COSMETIC = {"output_dir", "progress_refresh_rate", "trainer.enable_progress_bar", "trainer.enable_model_summary",
-            "trainer.log_every_n_steps", "trainer.devices"}
+def run_device(cfg: DictConfig, gpu: int | None = None) -> torch.device:
+    """The one device this run trains on: GPU ``gpu`` (or 0) when a GPU is used, else the CPU."""
+    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
+        cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
+    return torch.device("cuda", gpu or 0) if on_gpu else torch.device("cpu")
 
 
-def _same_config(a: dict, b: dict) -> bool:
-    strip = lambda c: {k: v for k, v in _flatten(c).items() if k not in COSMETIC}  # noqa: E731
-    return strip(a) == strip(b)
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def completed_run(out: Path, config: dict) -> dict | None:
-    """The metrics of the completed run in ``out`` when it ran this config; None when there is none.
+def build_classifier(cfg: DictConfig, spec, device: torch.device) -> Classifier:
+    model = Classifier(cfg.model.name, spec.channels, spec.num_classes, channels_last=device.type == "cuda",
+                       **OmegaConf.to_container(cfg.optim))  # plain types: checkpoints load with weights_only
+    if cfg.model.compile:
+        # in place: the state-dict keys stay those of the eager model (no "_orig_mod."), so a run can
+        # be resumed with model.compile switched either way
+        model.net.compile(mode=cfg.model.compile_mode)
+    return model
 
-    A completed run of another config raises RunExistsError: results are never overwritten."""
-    previous = read_metrics(out)
-    if not previous or previous.get("status") != "completed":
-        return None
-    if _same_config(previous.get("config", {}), config):
-        return previous
-    raise RunExistsError(f"{out} holds a completed run with a different config; it is never overwritten. "
-                         "Choose another folder (hydra.run.dir=...) or move that run away")
+
+class KeepOnDevice(SingleDeviceStrategy):
+    """Lightning's teardown after ``fit`` moves the model to the CPU and ``test`` moves it back. For
+    a compiled model that means new parameter storage, so CUDA graphs are recorded again; keep it put."""
+
+    def teardown(self) -> None:
+        self.precision_plugin.teardown()
+        self.accelerator.teardown()
+        self.checkpoint_io.teardown()
+
+
+def trainer_settings(cfg: DictConfig, device: torch.device) -> dict:
+    """What the Trainer gets beyond ``cfg.trainer``: the one device, cudnn.benchmark and the inference mode."""
+    settings = {}
+    if device.type == "cuda":
+        settings["devices"] = [device.index]
+    if cfg.trainer.benchmark is None:
+        # benchmark picks conv kernels by timing them: faster, but not reproducible run to run,
+        # so never under trainer.deterministic=true (exact resume needs it off)
+        settings["benchmark"] = device.type == "cuda" and not cfg.trainer.deterministic
+    if cfg.model.compile:
+        # validation under inference_mode before the first training step breaks a later CUDA-graph
+        # compile (inference tensors cannot be saved for backward); no_grad serves as well
+        settings["inference_mode"] = False
+        settings["strategy"] = KeepOnDevice(device=device)
+        settings.pop("devices", None)  # the strategy holds the device
+    return settings
 
 
 def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     """Train, test on the final-epoch weights, write metrics.json; return the metrics.
 
-    ``gpu`` pins the run to one GPU of several (sweeps pass the job's share)."""
-    validate(cfg)  # bad configs fail here, in seconds, before any data is read
+    ``gpu`` pins the run to one GPU of several (a sweep passes the GPU slot its job holds). The run
+    folder is locked for the whole run: a second process asking for it gets RunLockedError."""
+    validate(cfg)  # bad configs fail here, before any data is read
+    check_accelerator(cfg)
     out = Path(cfg.output_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -83,22 +114,25 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     if previous := completed_run(out, config):
         log.info("%s already completed (test_acc1=%.4f); skipping", out, previous["test_acc1"])
         return previous
+    with RunLock(out, stale_after_s=cfg.run_lock.stale_after_s, heartbeat_s=cfg.run_lock.heartbeat_s):
+        if previous := completed_run(out, config):  # finished by another process while we waited
+            log.info("%s already completed (test_acc1=%.4f); skipping", out, previous["test_acc1"])
+            return previous
+        return _train_locked(cfg, out, config, gpu)
 
+
+def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> dict:
+    log.info("%s: training (process %d)", out, os.getpid())
     L.seed_everything(cfg.seed, workers=True)  # python, numpy, torch; seed=0 is a real seed
     datamodule = instantiate(cfg.data)
     datamodule.load()  # a missing or corrupt dataset fails here, before training
     spec = datamodule.spec
 
-    on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
-        cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
-    precision = resolve_precision(cfg.trainer.precision, on_gpu)
-    device = torch.cuda.get_device_name(gpu or 0) if on_gpu else "cpu"
-    log.info("device: %s, precision: %s", device, precision)
+    device = run_device(cfg, gpu)
+    precision = resolve_precision(cfg.trainer.precision, device)
+    log.info("device: %s, precision: %s", device_name(device), precision)
 
-    model = Classifier(cfg.model.name, spec.channels, spec.num_classes, channels_last=on_gpu,
-                       **OmegaConf.to_container(cfg.optim))  # plain types: checkpoints load with weights_only
-    if cfg.model.compile:
-        model.net = torch.compile(model.net, mode=cfg.model.compile_mode)
+    model = build_classifier(cfg, spec, device)
 
     callbacks = [instantiate(c) for c in cfg.aug.callbacks]  # order matters: crop/flip before cut/mix
     callbacks += [
@@ -110,13 +144,9 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     if cfg.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))  # a redraw per step costs time
     logger = TensorBoardLogger(out, name="tb", version="", default_hp_metric=False)
-    overrides = {}
+    overrides = trainer_settings(cfg, device)
     if not datamodule.eval_names:
         overrides["limit_val_batches"] = 0
-    if on_gpu and gpu is not None:
-        overrides["devices"] = [gpu]
-    if cfg.trainer.benchmark is None:
-        overrides["benchmark"] = on_gpu
     trainer: L.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=logger,
                                      plugins=[AtomicCheckpointIO()], default_root_dir=str(out), **overrides)
 
@@ -144,12 +174,12 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
         "epochs": trainer.current_epoch,
         "wall_seconds": round(time.time() - start, 2),
         "precision": precision,
-        "device": device,
+        "device": device_name(device),
         "history": {k: [row.get(k) for row in model.history] for k in model.history[0]} if model.history else {},
         "config": config,
     }
     write_metrics(out, metrics)
-    hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in _flatten(config).items()
+    hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(config).items()
                if "callbacks" not in k}
     logger.log_hyperparams(hparams, {f"hp/{k}": metrics[k] for k in ("test_acc1", "test_acc5")}
                            | ({"hp/val_acc1": metrics["val_acc1"]} if metrics["val_acc1"] is not None else {}))
@@ -158,13 +188,3 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
              metrics["wall_seconds"])
     return metrics
 
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    flat = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            flat |= _flatten(v, key + ".")
-        else:
-            flat[key] = v
-    return flat
