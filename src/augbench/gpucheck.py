@@ -180,6 +180,12 @@ def section_backbones(c: Check, rec: dict) -> None:
         print(f"{'':20}{m}: {rec['models'][m]['summary']}", flush=True)
     if failed := [m for m, r in rec["models"].items() if r["status"] != "completed"]:
         raise SectionError(f"{', '.join(failed)} failed; {failed[0]}: " + rec["models"][failed[0]]["error"])
+    if not c.cpu and "resnet18" in rec["models"]:  # what exact resume costs: deterministic mode, no cudnn.benchmark
+        out = c.work / "backbones" / "resnet18-deterministic"
+        det = run_figures(c, c.train(c.train_cmd("resnet18", root, out, "trainer.max_epochs=2",
+                                                 "trainer.deterministic=true"), out))
+        det["slowdown_vs_default"] = round(det["seconds_per_epoch"] / rec["models"]["resnet18"]["seconds_per_epoch"], 2)
+        rec["resnet18_deterministic"] = det
     rec["summary"] = "; ".join(f"{m} {x['images_per_second']:,.0f} img/s" for m, x in rec["models"].items())
 
 
