@@ -226,6 +226,25 @@ def test_compiled_runs_skip_inference_mode_and_stay_on_their_device(tmp_path):
     strategy.teardown()
 
 
+def test_a_compiled_run_trains_through_the_keep_on_device_strategy(tmp_path, fake_cifar, monkeypatch):
+    """The Trainer accepts the compile settings (strategy, no inference mode) and the checkpoint keeps the
+    eager keys. Compiling itself is stubbed: inductor takes minutes on these CPUs (the GPU test compiles)."""
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append(kw))
+    seen, test_step = [], module.Classifier.test_step
+
+    def spy(self, batch, i):
+        seen.append((type(self.trainer.strategy).__name__, torch.is_inference_mode_enabled()))
+        return test_step(self, batch, i)
+
+    monkeypatch.setattr(module.Classifier, "test_step", spy)
+    cfg = make_cfg(tmp_path, TINY + ["model=lenet", "model.compile=true", "model.compile_mode=max-autotune"], fake_cifar)
+    assert train(cfg)["status"] == "completed"
+    assert compiled == [{"mode": "max-autotune"}] and seen == [("KeepOnDevice", False)]
+    keys = torch.load(tmp_path / "last.ckpt", weights_only=False)["state_dict"]
+    assert keys and not any("_orig_mod" in k for k in keys)
+
+
 # --- 11. host-resident data: uint8 copies, normalised on the device -------------------------------
 
 def test_host_resident_data_stays_uint8_pinned_for_a_gpu_and_is_normalised_after_transfer(fake_cifar):

@@ -130,3 +130,17 @@ def test_test_every_epoch_gives_test_curves_next_to_validation(tmp_path, fake_ci
     m = _run(tmp_path, fake_cifar, "r", ["data.test_every_epoch=true", "trainer.max_epochs=2"])
     assert len(m["history"]["val_acc1"]) == len(m["history"]["test_acc1"]) == 2
     assert m["history"]["test_acc1"][-1] == m["test_acc1"]  # the curve ends where the final test does
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")
+def test_seed_range_trains_five_lenets_on_fashion_mnist(tmp_path):
+    r = cli("--multirun", "seed=0-4", "data=fashion_mnist", "model=lenet", "trainer.max_epochs=1",
+            "trainer.accelerator=cpu", "trainer.enable_progress_bar=false", f"hydra.sweep.dir={tmp_path}",
+            timeout=1800)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
+    runs = sorted(tmp_path.glob("fashion_mnist/lenet/baseline_plus/seed=*/metrics.json"))
+    assert [p.parent.name for p in runs] == [f"seed={s}" for s in range(5)]
+    metrics = [json.loads(p.read_text()) for p in runs]
+    assert [m["seed"] for m in metrics] == list(range(5)) and all(m["status"] == "completed" for m in metrics)
+    assert len({m["test_acc1"] for m in metrics}) > 1  # five different seeds, five different runs

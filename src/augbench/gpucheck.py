@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import inspect
 import json
 import re
 import shlex
@@ -139,13 +138,11 @@ def section_device(c: Check, rec: dict) -> None:
         rec.update(capability=f"{p.major}.{p.minor}", native_bf16=native,
                    total_memory_gib=round(p.total_memory / 2**30, 1), gpus_visible=torch.cuda.device_count())
         device, auto = torch.device("cuda", 0), "bf16-mixed" if native else "16-mixed"
-    rec["precision_auto"], rec["precision_from"] = auto, "computed here"
-    try:  # augbench's own resolve_precision(precision, device) when it has one, else the rule above
-        from augbench.training import resolve_precision as resolve
-    except ImportError:
-        resolve = None
-    if resolve and list(inspect.signature(resolve).parameters)[:2] == ["precision", "device"]:
-        rec["precision_auto"], rec["precision_from"] = resolve("auto", device), "augbench.training"
+    from augbench.training import resolve_precision
+
+    rec["precision_auto"] = resolve_precision("auto", device)  # what training picks, asked of training itself
+    if rec["precision_auto"] != auto:
+        raise SectionError(f"trainer.precision=auto picks {rec['precision_auto']}, but this device calls for {auto}")
     gpu = (f", compute {rec['capability']}, native bf16 {'yes' if rec['native_bf16'] else 'no'}, "
            f"{rec['total_memory_gib']} GiB" if not c.cpu else "")
     rec["summary"] = (f"{c.device_name}{gpu}; torch {rec['torch']}, CUDA {rec['cuda']}, cuDNN {rec['cudnn']}; "

@@ -12,7 +12,7 @@ import logging
 import os
 import re
 import sys
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
@@ -79,9 +79,8 @@ def gpu_slot(cfg: DictConfig):
     asked. Under SLURM the scheduler hands out GPUs, and a CPU run needs none."""
     import torch
 
-    if (cfg.trainer.accelerator == "cpu" or "SLURM_JOB_ID" in os.environ or not torch.cuda.is_available()):
-        with nullcontext():
-            yield None
+    if cfg.trainer.accelerator == "cpu" or "SLURM_JOB_ID" in os.environ or not torch.cuda.is_available():
+        yield None
         return
     from augbench.gpuslots import acquire_gpu_slot
 
