@@ -59,6 +59,11 @@ def test_killed_run_resumes_to_bit_identical_result(tmp_path, fake_cifar, uninte
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
     for key in ("status", "test_acc1", "test_acc5", "test_loss", "val_acc1", "epochs", "history"):
         assert metrics[key] == ref_metrics[key], key
+    # the run's time is that of both attempts, the killed one counted up to its last epoch end
+    assert ref_metrics["attempts"] == 1 and metrics["attempts"] == 2
+    assert all(t > 0 for t in metrics["attempt_seconds"]) and len(metrics["attempt_seconds"]) == 2
+    assert metrics["wall_seconds"] == pytest.approx(sum(metrics["attempt_seconds"]), abs=0.02)
+    assert [a.get("ended") for a in metrics["attempt_log"]] == [None, "completed"]  # the first was killed
     assert not list(tmp_path.glob(".*.tmp"))  # no torn temp file left behind
 
 

@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 import tempfile
+import time
 import zipfile
+from datetime import datetime, timezone
 from pathlib import Path
 
 from augbench.errors import RunExistsError
@@ -46,6 +49,35 @@ def write_metrics(folder: Path, metrics: dict) -> None:
     except OSError as e:
         raise OSError(f"could not write {Path(folder) / METRICS} ({e.strerror or e}); "
                       "check that the output folder is writable and the disk is not full") from e
+
+
+class RunRecord:
+    """A run's metrics.json across its attempts: a relaunch after a kill, a SLURM requeue or a
+    preemption resumes the run in a new attempt, and the run's ``wall_seconds`` is the time of all of
+    them (an attempt's time is saved at every epoch end, so a killed attempt keeps what it trained)."""
+
+    def __init__(self, folder: Path, config: dict, resuming: bool):
+        self.folder, self.config = Path(folder), config
+        previous = (read_metrics(folder) or {}) if resuming else {}
+        self.attempts = [dict(a) for a in previous.get("attempt_log", [])]
+        self.attempts.append({"started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              "host": socket.gethostname(), "seconds": 0.0})
+        self._start = time.monotonic()
+
+    @property
+    def wall_seconds(self) -> float:
+        return round(sum(a["seconds"] for a in self.attempts), 2)
+
+    def write(self, status: str, ended: bool = False, **fields) -> dict:
+        """Write metrics.json with ``status``, ``fields`` and the attempts so far; return what was written."""
+        self.attempts[-1]["seconds"] = round(time.monotonic() - self._start, 2)
+        if ended:
+            self.attempts[-1]["ended"] = status
+        metrics = {"status": status, **fields, "wall_seconds": self.wall_seconds, "attempts": len(self.attempts),
+                   "attempt_seconds": [a["seconds"] for a in self.attempts], "attempt_log": self.attempts,
+                   "config": self.config}
+        write_metrics(self.folder, metrics)
+        return metrics
 
 
 def read_metrics(folder: Path) -> dict | None:

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.strategies import SingleDeviceStrategy
 from omegaconf import DictConfig, OmegaConf
@@ -24,7 +23,7 @@ from augbench.checkpoints import AtomicCheckpointIO
 from augbench.config import check_accelerator, validate
 from augbench.module import Classifier
 from augbench.runlock import RunLock
-from augbench.runs import completed_run, flatten, resume_checkpoint, write_metrics
+from augbench.runs import RunRecord, completed_run, flatten, resume_checkpoint
 
 log = logging.getLogger("augbench")
 # the run folder always holds metrics.json before the first checkpoint: that is expected, not a problem
@@ -66,6 +65,16 @@ def build_classifier(cfg: DictConfig, spec, device: torch.device) -> Classifier:
         # be resumed with model.compile switched either way
         model.net.compile(mode=cfg.model.compile_mode)
     return model
+
+
+class EpochRecord(Callback):
+    """Saves the attempt's time so far in metrics.json at every epoch end, next to the checkpoint."""
+
+    def __init__(self, record: RunRecord):
+        self.record = record
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.record.write("running")
 
 
 class KeepOnDevice(SingleDeviceStrategy):
@@ -134,9 +143,12 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
 
     model = build_classifier(cfg, spec, device)
 
+    ckpt = resume_checkpoint(out)
+    record = RunRecord(out, config, resuming=ckpt is not None)
     callbacks = [instantiate(c) for c in cfg.aug.callbacks]  # order matters: crop/flip before cut/mix
     callbacks += [
         GalleryLogger(),
+        EpochRecord(record),
         # saved at the end of every training epoch, after the NaN check, atomically
         ModelCheckpoint(dirpath=out, filename="last", save_top_k=1, save_on_train_epoch_end=True,
                         enable_version_counter=False),
@@ -151,34 +163,30 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
                                      plugins=[AtomicCheckpointIO()], default_root_dir=str(out), **overrides)
 
     debug = bool(cfg.trainer.fast_dev_run)
-    write_metrics(out, {"status": "running", "config": config})
-    start = time.time()
+    record.write("running")
     try:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_checkpoint(out))
+        trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
         # the study reports the final epoch: test the weights we ended with, never a "best" epoch
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     except BaseException as e:
         # Lightning turns Ctrl-C into SystemExit after a graceful shutdown; last.ckpt stays resumable
         status = "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed"
-        write_metrics(out, {"status": status, "error": f"{type(e).__name__}: {e}", "config": config})
+        record.write(status, ended=True, error=f"{type(e).__name__}: {e}")
         raise
 
     final = model.history[-1] if model.history else {}
-    metrics = {
-        # fast_dev_run results are not results: a relaunch trains for real
-        "status": "fast_dev_run" if debug else "completed",
+    fields = {
         "experiment": cfg.experiment_name,
         "data": spec.name, "model": cfg.model.name, "aug": cfg.aug.name, "seed": cfg.seed,
         "test_acc1": test["test/acc1"], "test_acc5": test["test/acc5"], "test_loss": test["test/loss"],
         "val_acc1": final.get("val_acc1"), "val_acc5": final.get("val_acc5"),
         "epochs": trainer.current_epoch,
-        "wall_seconds": round(time.time() - start, 2),
         "precision": precision,
         "device": device_name(device),
         "history": {k: [row.get(k) for row in model.history] for k in model.history[0]} if model.history else {},
-        "config": config,
     }
-    write_metrics(out, metrics)
+    # fast_dev_run results are not results: a relaunch trains for real
+    metrics = record.write("fast_dev_run" if debug else "completed", ended=True, **fields)
     hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(config).items()
                if "callbacks" not in k}
     logger.log_hyperparams(hparams, {f"hp/{k}": metrics[k] for k in ("test_acc1", "test_acc5")}

@@ -174,6 +174,9 @@ SelectTypeParameters=CR_Core_Memory
 # a job that asks no memory gets its share per CPU, not the whole node (the default), which would
 # serialise every job behind it
 DefMemPerCPU=$(( mem / ncpu ))
+# a job that can never run here (more CPUs than the node has) is refused by sbatch at once, as one
+# asking too much memory is; the default accepts it and leaves it PENDING (PartitionConfig) forever
+EnforcePartLimits=ALL
 # a node that was down (the daemons restarted) comes back by itself
 ReturnToService=2
 # requeue is what submitit does on a time limit (scontrol requeue from its USR1 handler); allowed by
