@@ -99,7 +99,7 @@ def test_config_checks_import_neither_torch_nor_lightning():
     import subprocess
     import sys
 
-    code = ("import sys, augbench.config, augbench.sweep, hydra_plugins.augbench_sweeper.skip_completed_sweeper; "
+    code = ("import sys, augbench.config, augbench.sweep, hydra_plugins.augbench_plugins.skip_completed_sweeper; "
             "print(sorted(m for m in ('torch', 'lightning', 'torchvision') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

@@ -194,7 +194,7 @@ def test_report_md_missing_and_findings(grid):
     assert "grid/cifar10/resnet18/baseline/seed=0" in rep and "CUDA out of memory" in rep
     assert "Traceback" not in rep
     # unfinished and missing cells
-    assert "grid/cifar10/resnet18/baseline/seed=3" in rep and "'running'" in rep
+    assert "grid/cifar10/resnet18/baseline/seed=3" in rep and "running, or killed" in rep
     assert "cifar10/resnet18/cutout: no completed run" in rep
     assert "cifar10/resnet18/mixup: 1 of 5 seeds (missing seeds 1, 2, 3, 4)" in rep
     assert "cifar10/resnet18/baseline: 2 of 5 seeds (missing seeds 0, 3, 4)" in rep
@@ -325,3 +325,18 @@ def test_no_prob_plot_for_a_single_prob(tmp_path):
     write_run(tmp_path, "cifar10", "resnet18", "cutmix", 0, 0.9, prob=0.5, sub="cutmix_prob_sweep/x")
     write_run(tmp_path, "cifar10", "resnet18", "cutmix", 1, 0.9, prob=0.5, sub="cutmix_prob_sweep/x")
     assert "cutmix_prob.png" not in R.write_report(tmp_path)
+
+
+def test_report_tells_a_slurm_requeue_from_a_ctrl_c_and_names_slurm_states(tmp_path):
+    write_run(tmp_path, "cifar10", "lenet", "cutmix", 0, status="requeued", error="SystemExit: -1")
+    write_run(tmp_path, "cifar10", "lenet", "cutmix", 1, status="interrupted", error="KeyboardInterrupt: ")
+    d = write_run(tmp_path, "cifar10", "lenet", "cutmix", 2, status="failed",
+                  error="SLURM job 12_2 ended CANCELLED without a result")
+    m = json.loads((d / "metrics.json").read_text()) | {"slurm_state": "CANCELLED"}
+    (d / "metrics.json").write_text(json.dumps(m))
+    R.write_report(tmp_path)
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    line = lambda seed: next(x for x in lines if f"seed={seed}`" in x)  # noqa: E731
+    assert "requeued by SLURM (time limit), waiting to resume" in line(0)
+    assert "interrupted (stopped by the user); relaunch to resume" in line(1)
+    assert "(SLURM: CANCELLED)" in line(2) and "ended CANCELLED without a result" in line(2)

@@ -28,7 +28,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from scipy import stats
 
-from augbench.runs import atomic_write
+from augbench.runs import atomic_write, describe_status
 
 DATASETS = ("cifar10", "cifar100")
 MODELS = ("resnet18", "lenet", "densenet", "vgg")
@@ -159,6 +159,7 @@ def collect_runs(folder) -> list[dict]:
             "prob": _num(prob),
             "test_acc1": _num(m.get("test_acc1")),
             "error": m.get("error"),
+            "slurm_state": m.get("slurm_state"),
             "history": m.get("history") if isinstance(m.get("history"), dict) else None,
             # whole folder names only: a substring test would catch e.g. pytest's test_cutmix_prob_sweep0
             "sweep": m.get("experiment") == SWEEP or SWEEP in run_dir.resolve().parts,
@@ -530,13 +531,12 @@ def _missing(runs: list[dict], s: dict) -> list[str]:
     failed = [r for r in runs if r["status"] == "failed"]
     if failed:
         lines.append(f"\n**Failed runs ({len(failed)}), excluded from the statistics:**\n")
-        lines += [f"- {desc(r)}: {(str(r['error'] or 'no error message').strip().splitlines() or [''])[0]}"
-                  for r in failed]
+        lines += [f"- {desc(r)}: {describe_status(r)}" for r in failed]
     unfinished = [r for r in runs if r["status"] != "failed" and not _completed(r)]
     if unfinished:
         lines.append(f"\n**Unfinished runs ({len(unfinished)}):**\n")
-        lines += [f"- {desc(r)}: status {r['status']!r}"
-                  + (", but no test_acc1" if r["status"] == "completed" else "") for r in unfinished]
+        lines += [f"- {desc(r)}: " + ("completed, but no test_acc1" if r["status"] == "completed" else
+                                       describe_status(r)) for r in unfinished]
     if s["duplicates"]:
         lines.append(f"\n**Duplicate seeds ignored ({len(s['duplicates'])}; the newest run of each was kept):**\n")
         lines += [f"- {desc(r)}" for r in s["duplicates"]]

@@ -80,6 +80,18 @@ class RunRecord:
         return metrics
 
 
+def describe_status(m: dict) -> str:
+    """A run's status in words, with the first line of its error."""
+    status = m.get("status", "?")
+    words = {"requeued": "requeued by SLURM (time limit), waiting to resume from its checkpoint",
+             "interrupted": "interrupted (stopped by the user); relaunch to resume",
+             "running": "running, or killed without a chance to record it; relaunch to resume"}.get(status, status)
+    if m.get("slurm_state"):
+        words += f" (SLURM: {m['slurm_state']})"
+    error = str(m.get("error") or "").splitlines()
+    return words + (f": {error[0]}" if error else "")
+
+
 def read_metrics(folder: Path) -> dict | None:
     path = Path(folder) / METRICS
     try:

@@ -24,7 +24,8 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from augbench.config import validate
 from augbench.errors import ConfigError, DatasetError, RunExistsError, RunLockedError
 from augbench.runlock import live_owner
-from augbench.runs import completed_run, read_metrics
+from augbench.runs import completed_run, describe_status, read_metrics
+from augbench.slurm import watch_requeue_signal
 
 log = logging.getLogger("augbench")
 
@@ -57,6 +58,7 @@ def run_job(cfg: DictConfig) -> dict | None:
 
     from augbench.training import train
 
+    watch_requeue_signal()  # under SLURM: a time-limit requeue is told apart from a Ctrl-C
     try:
         with gpu_slot(cfg) as gpu:
             return train(cfg, gpu=gpu)
@@ -223,8 +225,7 @@ class SweepSummary(Callback):
             else:
                 print(f"augbench: sweep finished: all {len(runs)} runs in {sweep_dir} completed", flush=True)
             return
-        lines = [f"  {_rel(r, sweep_dir)}: {m.get('status', '?')}: {str(m.get('error', '')).splitlines()[:1]}"
-                 for r, m in bad]
+        lines = [f"  {_rel(r, sweep_dir)}: {describe_status(m)}" for r, m in bad]
         print(f"{len(bad)} of {len(runs)} runs in {sweep_dir} did not complete:\n" + "\n".join(lines),
               file=sys.stderr)
         sys.exit(1)

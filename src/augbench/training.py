@@ -24,6 +24,7 @@ from augbench.config import check_accelerator, validate
 from augbench.module import Classifier
 from augbench.runlock import RunLock
 from augbench.runs import RunRecord, completed_run, flatten, resume_checkpoint
+from augbench.slurm import requeue_requested
 
 log = logging.getLogger("augbench")
 # the run folder always holds metrics.json before the first checkpoint: that is expected, not a problem
@@ -169,8 +170,10 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
         # the study reports the final epoch: test the weights we ended with, never a "best" epoch
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     except BaseException as e:
-        # Lightning turns Ctrl-C into SystemExit after a graceful shutdown; last.ckpt stays resumable
-        status = "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed"
+        # Lightning turns Ctrl-C into SystemExit after a graceful shutdown; last.ckpt stays resumable.
+        # SLURM's time-limit signal makes submitit requeue the job and exit the same way: "requeued"
+        status = ("requeued" if isinstance(e, SystemExit) and requeue_requested() else
+                  "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed")
         record.write(status, ended=True, error=f"{type(e).__name__}: {e}")
         raise
 

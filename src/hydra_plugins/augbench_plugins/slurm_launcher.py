@@ -1,0 +1,58 @@
+"""Hydra's submitit SLURM launcher, except that a job which ends without a result (``scancel``, out of
+memory, a lost node, out of requeues) is recorded in its run folder and the sweep's summary instead of
+ending the sweep with a traceback (``hydra/launcher=slurm``).
+
+Hydra imports this module before every command: it imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+from unittest import mock
+
+from hydra.core.utils import JobReturn, JobStatus
+from hydra_plugins.hydra_submitit_launcher import submitit_launcher
+from omegaconf import OmegaConf
+
+from augbench.slurm import record_lost_job, signal_delay, slurm_state
+
+# conf/hydra/launcher/slurm.yaml: signal_delay_s follows the time limit unless set
+OmegaConf.register_new_resolver("augbench.signal_delay", signal_delay, replace=True)
+
+
+class SlurmLauncher(submitit_launcher.SlurmLauncher):
+    def launch(self, job_overrides, initial_job_idx):
+        import submitit
+
+        submit = submitit.AutoExecutor.map_array
+
+        def map_array(executor, fn, *iterables):
+            # the parent waits on job.results(), which raises for a job without a result
+            return [_Settled(job, overrides, self) for job, overrides in zip(submit(executor, fn, *iterables),
+                                                                               iterables[0])]
+
+        with mock.patch.object(submitit.AutoExecutor, "map_array", map_array):
+            return super().launch(job_overrides, initial_job_idx)
+
+
+class _Settled:
+    """A submitted job whose ``results()`` always returns: the job's own, or a record of how it ended."""
+
+    def __init__(self, job, overrides, launcher: SlurmLauncher):
+        self.job, self.overrides, self.launcher = job, list(overrides), launcher
+
+    def results(self):
+        from submitit.core.utils import UncompletedJobError
+
+        try:
+            return self.job.results()
+        except UncompletedJobError:
+            from augbench.sweep import JobComposer
+
+            composer = JobComposer(self.launcher.hydra_context.config_loader, self.launcher.config)
+            cfg, folder = composer.compose(self.overrides)
+            state = slurm_state(self.job)
+            stderr = getattr(getattr(self.job, "paths", None), "stderr", None)
+            metrics = record_lost_job(folder, OmegaConf.to_container(cfg, resolve=True), str(self.job.job_id),
+                                      state, str(stderr) if stderr else None)
+            value = {"status": metrics["status"], "slurm_state": state, "folder": str(folder)}
+            return [JobReturn(overrides=self.overrides, status=JobStatus.COMPLETED, _return_value=value)]
