@@ -8,7 +8,7 @@ GRID ?= multirun/grid
 HOST ?= localhost
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast test-gpu gpu-check gallery report grid bench tensorboard clean
+.PHONY: help install train test test-fast test-slurm test-gpu gpu-check gallery report grid bench tensorboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,6 +30,9 @@ test: install ## run the test suite (about 7 min on 2 CPU cores; see test-fast)
 
 test-fast: install ## the test suite without the slow real-data runs
 	$(RUN) python -m pytest -m "not slow" $(ARGS)
+
+test-slurm: install ## start a real one-node SLURM (root; Debian packages), run the cluster tests on it, tear it down
+	AUGBENCH_SLURM_TESTS=1 $(RUN) python -m pytest tests/slurm $(ARGS)
 
 test-gpu: install ## only the tests that need a CUDA GPU (skipped where none is visible)
 	$(RUN) python -m pytest -m gpu $(ARGS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,9 @@ from omegaconf import open_dict
 from augbench.fakedata import write_fake_cifar  # noqa: F401 - tests import it from here
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
+
+# the real-SLURM tests start daemons as root and take minutes: only `make test-slurm` collects them
+collect_ignore = [] if os.environ.get("AUGBENCH_SLURM_TESTS") == "1" else ["slurm"]
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 

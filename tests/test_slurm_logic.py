@@ -56,6 +56,40 @@ def test_a_time_limit_requeue_is_recorded_as_requeued_not_interrupted(tmp_path, 
     assert metrics["status"] == "requeued" and metrics["attempt_log"][-1]["ended"] == "requeued"
 
 
+def _stop_in_epoch_1(monkeypatch, exc):
+    step = module.Classifier.training_step
+
+    def stop(self, batch, i):
+        if self.current_epoch == 1:
+            raise exc
+        return step(self, batch, i)
+
+    monkeypatch.setattr(module.Classifier, "training_step", stop)
+
+
+def test_a_preemption_sigterm_under_slurm_is_requeued(tmp_path, fake_cifar, monkeypatch):
+    class SIGTERMException(SystemExit):  # what Lightning raises on SIGTERM (scontrol requeue, preemption)
+        pass
+
+    monkeypatch.setenv("SLURM_JOB_ID", "78")
+    monkeypatch.setattr(slurm, "_requeue_requested", False)
+    _stop_in_epoch_1(monkeypatch, SIGTERMException())
+    with pytest.raises(SystemExit):
+        train(make_cfg(tmp_path, TINY + ["model=lenet", "trainer.max_epochs=2"], fake_cifar))
+    assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "requeued"
+
+
+def test_a_time_limit_with_no_requeue_left_is_a_failure_with_slurm_state_timeout(tmp_path, fake_cifar, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "79")
+    monkeypatch.setattr(slurm, "_requeue_requested", True)
+    _stop_in_epoch_1(monkeypatch, UncompletedJobError("Job not requeued because: timed-out too many times."))
+    with pytest.raises(UncompletedJobError):
+        train(make_cfg(tmp_path, TINY + ["model=lenet", "trainer.max_epochs=2"], fake_cifar))
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == "failed" and metrics["slurm_state"] == "TIMEOUT"
+    assert "timed-out too many times" in metrics["error"]
+
+
 def test_ctrl_c_is_still_interrupted(tmp_path, fake_cifar, monkeypatch):
     monkeypatch.setattr(slurm, "_requeue_requested", False)
     step = module.Classifier.training_step

@@ -53,6 +53,19 @@ def requeue_requested() -> bool:
     return _requeue_requested
 
 
+def stopped_by_slurm(e: BaseException) -> str | None:
+    """How SLURM stopped this run, if it did: ``requeued`` (its time limit: submitit requeued the job;
+    or a preemption/``scontrol requeue``: SIGTERM, which Lightning turns into SIGTERMException), or
+    ``failed`` when the time limit came with no requeue left. None: not SLURM (a user's Ctrl-C, a bug)."""
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    if isinstance(e, SystemExit) and (_requeue_requested or type(e).__name__ == "SIGTERMException"):
+        return "requeued"
+    if _requeue_requested and "not requeued" in str(e):  # submitit: "Job not requeued because: timed-out too many times"
+        return "failed"
+    return None
+
+
 def slurm_state(job) -> str:
     """The SLURM state of a finished submitit job (``CANCELLED``, ``OUT_OF_MEMORY``, ``TIMEOUT``, ...)."""
     try:
@@ -62,17 +75,27 @@ def slurm_state(job) -> str:
     return str(state).split()[0]  # "CANCELLED by 0" -> "CANCELLED"
 
 
-def record_lost_job(folder: Path, config: dict, job_id: str, state: str, log_path: str | None) -> dict:
+def last_error_line(log_path: str | None) -> str | None:
+    """The one-line reason augbench printed before the job exited (``augbench: ...``), if any."""
+    try:
+        lines = Path(log_path).read_text(errors="replace").splitlines() if log_path else []
+    except OSError:
+        return None
+    return next((line.strip() for line in reversed(lines) if line.startswith("augbench:")), None)
+
+
+def record_lost_job(folder: Path, config: dict, job_id: str, state: str, log_path: str | None,
+                    reason: str | None = None) -> dict:
     """metrics.json of a run whose SLURM job ended without a result; what the sweep summary lists."""
     from augbench.runs import read_metrics, write_metrics
 
     previous = read_metrics(folder) or {}
     if previous.get("status") == "completed":  # finished, but its result file was lost: the run stands
         return previous
+    reason = reason or last_error_line(log_path) or f"ended {state} without a result"
     where = f"; its log: {log_path}" if log_path else ""
     metrics = {**previous, "status": "failed", "slurm_state": state, "slurm_job_id": job_id,
-               "error": f"SLURM job {job_id} ended {state} without a result{where}",
-               "config": previous.get("config", config)}
+               "error": f"SLURM job {job_id}: {reason}{where}", "config": previous.get("config", config)}
     Path(folder).mkdir(parents=True, exist_ok=True)
     write_metrics(folder, metrics)
     return metrics

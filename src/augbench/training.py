@@ -24,7 +24,7 @@ from augbench.config import check_accelerator, validate
 from augbench.module import Classifier
 from augbench.runlock import RunLock
 from augbench.runs import RunRecord, completed_run, flatten, resume_checkpoint
-from augbench.slurm import requeue_requested
+from augbench.slurm import stopped_by_slurm
 
 log = logging.getLogger("augbench")
 # the run folder always holds metrics.json before the first checkpoint: that is expected, not a problem
@@ -171,10 +171,11 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
         test = trainer.test(model, datamodule=datamodule, verbose=False)[0]
     except BaseException as e:
         # Lightning turns Ctrl-C into SystemExit after a graceful shutdown; last.ckpt stays resumable.
-        # SLURM's time-limit signal makes submitit requeue the job and exit the same way: "requeued"
-        status = ("requeued" if isinstance(e, SystemExit) and requeue_requested() else
-                  "interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed")
-        record.write(status, ended=True, error=f"{type(e).__name__}: {e}")
+        # SLURM's time-limit signal (submitit requeues the job) and a preemption end the same way: "requeued"
+        by_slurm = stopped_by_slurm(e)
+        status = by_slurm or ("interrupted" if isinstance(e, (KeyboardInterrupt, SystemExit)) else "failed")
+        extra = {"slurm_state": "TIMEOUT"} if by_slurm == "failed" else {}  # time limit, no requeue left
+        record.write(status, ended=True, error=f"{type(e).__name__}: {e}", **extra)
         raise
 
     final = model.history[-1] if model.history else {}

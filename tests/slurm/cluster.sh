@@ -190,6 +190,9 @@ AccountingStoragePort=$DBD_PORT
 # with auth/munge this names the munge socket for talking to slurmdbd (AuthInfo's is not used there)
 AccountingStoragePass=$MUNGE_SOCKET
 JobCompType=jobcomp/none
+# the main scheduling pass every 5 s (default 60 s): a requeued job that becomes eligible (above)
+# starts within seconds, not at the next minute's pass
+SchedulerParameters=sched_interval=5
 # SIGTERM -> SIGKILL grace on scancel, requeue and time limit (default 30 s): enough for a run to
 # finish the batch it is in and write its metrics.json; shorter would make tests shorter but flaky
 KillWait=30

@@ -41,11 +41,14 @@ class _Settled:
         self.job, self.overrides, self.launcher = job, list(overrides), launcher
 
     def results(self):
-        from submitit.core.utils import UncompletedJobError
+        from submitit.core.utils import FailedJobError, UncompletedJobError
 
         try:
             return self.job.results()
-        except UncompletedJobError:
+        except UncompletedJobError as e:  # FailedJobError too: the job raised, its traceback in the message
+            reason = None
+            if isinstance(e, FailedJobError):
+                reason = next((line.strip() for line in reversed(str(e).splitlines()) if line.strip()), None)
             from augbench.sweep import JobComposer
 
             composer = JobComposer(self.launcher.hydra_context.config_loader, self.launcher.config)
@@ -53,6 +56,6 @@ class _Settled:
             state = slurm_state(self.job)
             stderr = getattr(getattr(self.job, "paths", None), "stderr", None)
             metrics = record_lost_job(folder, OmegaConf.to_container(cfg, resolve=True), str(self.job.job_id),
-                                      state, str(stderr) if stderr else None)
+                                      state, str(stderr) if stderr else None, reason)
             value = {"status": metrics["status"], "slurm_state": state, "folder": str(folder)}
             return [JobReturn(overrides=self.overrides, status=JobStatus.COMPLETED, _return_value=value)]
