@@ -135,6 +135,9 @@ def test_time_limit_requeue_and_preemption_end_equal_to_an_uninterrupted_run(clu
 
     outputs = {name: finish(proc, name, timeout=600, each=tend) for name, proc in procs.items()}
     assert requeued, "the preempted run finished before it could be requeued"
+    # signalled a tenth of its 1-minute limit before it, at least 15 s (not Hydra's fixed 120 s)
+    [script] = (timed / ".submitit").glob("*/*_submission.sh")
+    assert "#SBATCH --signal=USR2@15\n" in script.read_text()
 
     reference = metrics(run_folder(ref))
     assert reference["status"] == "completed" and reference["attempts"] == 1, outputs["ref"][-3000:]
