@@ -173,3 +173,12 @@ def test_a_cancelled_job_is_in_the_summary_with_its_slurm_state(cluster, data, t
     lost = metrics(run_folder(tmp_path, 1))
     assert lost["status"] == "failed" and lost["slurm_state"] == "CANCELLED" and lost["slurm_job_id"] == cancelled[0]
     assert metrics(run_folder(tmp_path, 0))["status"] == "completed"  # the other run is kept and reported
+
+
+def test_a_request_the_cluster_cannot_satisfy_is_refused_in_one_line(cluster, data, tmp_path):
+    args = run_args(data, tmp_path, "seed=0", "hydra.launcher.gpus_per_node=1")  # the node has no GPU (gres)
+    r = subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stdout + r.stderr
+    assert "augbench: SLURM refused the jobs (" in r.stderr and "gres" in r.stderr, r.stderr[-2000:]
+    assert not list(tmp_path.rglob("metrics.json"))

@@ -7,6 +7,7 @@ Hydra imports this module before every command: it imports nothing heavy.
 
 from __future__ import annotations
 
+import sys
 from unittest import mock
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -26,9 +27,14 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
         submit = submitit.AutoExecutor.map_array
 
         def map_array(executor, fn, *iterables):
+            try:
+                submitted = submit(executor, fn, *iterables)
+            except submitit.core.utils.FailedJobError as e:  # sbatch refused the array: one line, no traceback
+                lines = [line.strip() for line in str(e).splitlines() if "error" in line.lower()]
+                sys.exit(f"augbench: SLURM refused the jobs ({(lines or [str(e)])[-1]}); check hydra.launcher."
+                         "partition, gpus_per_node (or gres), cpus_per_task and mem_gb against your cluster")
             # the parent waits on job.results(), which raises for a job without a result
-            return [_Settled(job, overrides, self) for job, overrides in zip(submit(executor, fn, *iterables),
-                                                                               iterables[0])]
+            return [_Settled(job, overrides, self) for job, overrides in zip(submitted, iterables[0])]
 
         with mock.patch.object(submitit.AutoExecutor, "map_array", map_array):
             return super().launch(job_overrides, initial_job_idx)
