@@ -58,7 +58,9 @@ def test_only_training_batches_are_augmented(recorded):
     clean_test = dm.on_after_batch_transfer(next(iter(dm.test_dataloader())), 0)
     assert len(seen["train"]) == 3 and len(seen["val"]) == 1 and len(seen["test"]) == 1
     for batch in seen["train"]:
-        assert {"target_b", "lam"} <= set(batch) and batch["lam"].dtype == torch.float32
+        assert {"targets", "weights"} <= set(batch) and batch["weights"].dtype == torch.float32
+        assert batch["targets"].dtype == torch.long and batch["targets"].shape == batch["weights"].shape == (16, 2)
+        assert torch.allclose(batch["weights"].sum(1), torch.ones(16))
     assert set(seen["val"][0]) == {"image", "target"} and torch.equal(seen["val"][0]["image"], clean_val["image"])
     assert set(seen["test"][0]) == {"image", "target"} and torch.equal(seen["test"][0]["image"], clean_test["image"])
 
@@ -124,11 +126,14 @@ def test_gallery_shows_each_regime(tmp_path, fake_cifar):
 
     x, y, _, _ = load(SPECS["cifar10"], fake_cifar, verify=False)
     batches = augmented_batches(x[:6], y[:6], "cifar10", seed=0)
-    assert list(batches) == ["baseline", "baseline_plus", "cutout", "mixup", "cutmix"]
+    from augbench.gallery import AUG_CONF
+
+    assert list(batches)[:5] == ["baseline", "baseline_plus", "cutout", "mixup", "cutmix"]  # the study's first
+    assert sorted(batches) == sorted(p.stem for p in AUG_CONF.glob("*.yaml"))  # then every other regime
     clean = batches["baseline"]["image"]
     for name in ("baseline_plus", "cutout", "mixup", "cutmix"):
         assert not torch.equal(batches[name]["image"], clean)
-    assert "target_b" in batches["mixup"] and "target_b" in batches["cutmix"]
+    assert "targets" in batches["mixup"] and "targets" in batches["cutmix"]
     image = mpimg.imread(render(batches, "cifar10", tmp_path / "g.png"))
     assert image.shape[0] > 400 and image.shape[1] > 600
 

@@ -51,6 +51,7 @@ def validate(cfg: DictConfig) -> None:
     need("optim.momentum", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)")
     need("optim.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0")
     need("optim.gamma", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]")
+    need("optim.label_smoothing", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)")
     need("optim.milestones",
          lambda v: isinstance(v, (list, ListConfig)) and all(_int(m) and m > 0 for m in v)
          and all(a < b for a, b in zip(v, list(v)[1:])),

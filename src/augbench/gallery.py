@@ -1,9 +1,9 @@
-"""The augmentation gallery: the same training images under each of the five regimes.
+"""The augmentation gallery: the same training images under every regime of conf/aug.
 
     python -m augbench.gallery --data fashion_mnist --out gallery.png
 
 Each regime runs through the very callbacks training uses (with their default knobs), on one batch.
-Mixed images are captioned with both labels and λ, like the study's figures.
+Mixed images are captioned with every partner's label and weight, like the study's figures.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from augbench.callbacks import CropFlip, Cutout, CutMix, Mixup  # noqa: E402
 from augbench.data import SPECS, DeviceLoader, default_root, load, prepare  # noqa: E402
 from augbench.runs import atomic_write  # noqa: E402
 
@@ -28,14 +27,22 @@ CLASSES = {
 }
 
 
+AUG_CONF = Path(__file__).resolve().parents[2] / "conf" / "aug"  # the checkout's config group
+STUDY = ("baseline", "baseline_plus", "cutout", "mixup", "cutmix")
+
+
 def regimes(seed: int) -> dict[str, list]:
-    return {
-        "baseline": [],
-        "baseline_plus": [CropFlip(seed=seed)],
-        "cutout": [CropFlip(seed=seed), Cutout(seed=seed)],
-        "mixup": [CropFlip(seed=seed), Mixup(seed=seed)],
-        "cutmix": [CropFlip(seed=seed), CutMix(seed=seed)],
-    }
+    """{regime: its callbacks with their default knobs}: every option of conf/aug, the study's five first."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    names = sorted((p.stem for p in AUG_CONF.glob("*.yaml")), key=lambda n: (n not in STUDY, STUDY.index(n)
+                                                                                if n in STUDY else 0, n))
+    out = {}
+    for name in names:
+        cfg = OmegaConf.create({"seed": seed, "aug": OmegaConf.load(AUG_CONF / f"{name}.yaml")})
+        out[name] = [instantiate(c) for c in cfg.aug.callbacks]
+    return out
 
 
 def augmented_batches(images: torch.Tensor, targets: torch.Tensor, data: str, seed: int = 0) -> dict[str, dict]:
@@ -53,12 +60,14 @@ def augmented_batches(images: torch.Tensor, targets: torch.Tensor, data: str, se
 
 
 def caption(batch: dict, i: int, names) -> str:
+    """The image's label, or every partner's label with its weight."""
     label = lambda k: names[k] if names else str(k)  # noqa: E731
-    y = int(batch["target"][i])
-    if "target_b" not in batch or float(batch["lam"][i]) == 1.0:
-        return label(y)
-    lam = float(batch["lam"][i])
-    return f"{label(y)} {lam:.2f}\n{label(int(batch['target_b'][i]))} {1 - lam:.2f}"
+    if "targets" not in batch:
+        return label(int(batch["target"][i]))
+    parts = [(int(y), float(w)) for y, w in zip(batch["targets"][i], batch["weights"][i]) if float(w) > 0]
+    if len(parts) == 1:
+        return label(parts[0][0])
+    return "\n".join(f"{label(y)} {w:.2f}" for y, w in parts)
 
 
 def render(batches: dict[str, dict], data: str, out: Path) -> Path:

@@ -36,12 +36,14 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class Classifier(L.LightningModule):
-    """Trains on hard or mixed batches; a mixed batch carries ``target_b`` and per-sample ``lam``:
-    loss = λ·CE(y) + (1−λ)·CE(y_b), and train accuracy is λ-weighted the same way."""
+    """Trains on hard or mixed batches; a mixed batch carries K partners per image, ``targets`` (N, K)
+    and ``weights`` (N, K): loss = Σ_k w_k·CE(y_k) (label smoothing applied to every partner), and train
+    accuracy is weighted the same way."""
 
     def __init__(self, model: str, in_channels: int, num_classes: int, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
-                 milestones=(60, 120, 160), gamma: float = 0.1, channels_last: bool = False,
+                 milestones=(60, 120, 160), gamma: float = 0.1, label_smoothing: float = 0.0,
+                 channels_last: bool = False,
                  check_finite_every_n_steps: int = 50):
         super().__init__()
         self.save_hyperparameters()
@@ -71,16 +73,17 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         x, y = batch["image"], batch["target"]
         logits = self(x)
-        if "target_b" in batch:  # mixed batch (mixup / cutmix)
-            lam = batch["lam"].float()
-            y_b = batch["target_b"]
-            loss_a = F.cross_entropy(logits, y, reduction="none")
-            loss_b = F.cross_entropy(logits, y_b, reduction="none")
-            loss = (lam * loss_a + (1 - lam) * loss_b).mean()
-            pred = logits.argmax(1)
-            acc = lam * (pred == y).float() + (1 - lam) * (pred == y_b).float()
+        smoothing = self.hparams.label_smoothing
+        if "targets" in batch:  # a mixed batch: K partners per image, weights summing to 1
+            targets, weights = batch["targets"], batch["weights"]
+            logp = F.log_softmax(logits, 1)
+            losses = -logp.gather(1, targets)  # (N, K): CE against each partner, as F.cross_entropy computes it
+            if smoothing:
+                losses = (1 - smoothing) * losses - smoothing * logp.mean(1, keepdim=True)
+            loss = (weights * losses).sum(1).mean()
+            acc = (weights * (logits.argmax(1, keepdim=True) == targets).float()).sum(1)
         else:
-            loss = F.cross_entropy(logits, y)
+            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
             acc = (logits.argmax(1) == y).float()
         self.train_loss.update(loss.detach())
         self.train_acc.update(acc.mean())

@@ -143,8 +143,13 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return flat
 
 
+# keys added since a run may have completed, with the value that run had in effect: a finished grid
+# stays finished when augbench learns a new knob
+ADDED = {"optim.label_smoothing": 0.0}
+
+
 def same_config(a: dict, b: dict) -> bool:
-    strip = lambda c: {k: v for k, v in flatten(c).items() if k not in COSMETIC}  # noqa: E731
+    strip = lambda c: ADDED | {k: v for k, v in flatten(c).items() if k not in COSMETIC}  # noqa: E731
     return strip(a) == strip(b)
 
 

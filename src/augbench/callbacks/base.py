@@ -1,0 +1,52 @@
+"""The base of every augmentation callback: a generator on the training device, reseeded per epoch."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch.callbacks import Callback
+
+from augbench.seeding import derive_seed
+
+
+class BatchAugment(Callback):
+    """Base class: a generator on the training device, seeded per epoch, and ``apply(batch)``."""
+
+    def __init__(self, seed: int = 0):
+        self.seed = seed
+        self.generator: torch.Generator | None = None
+        self.mean = self.std = None
+
+    @property
+    def state_key(self) -> str:
+        return type(self).__name__
+
+    def prepare(self, mean, std, device) -> None:
+        """Set the generator and the normalisation constants (called from ``setup``)."""
+        device = torch.device(device)
+        self.mean = torch.as_tensor(mean, dtype=torch.float32, device=device)
+        self.std = torch.as_tensor(std, dtype=torch.float32, device=device)
+        self.generator = torch.Generator(device=device)
+        self.reseed(0)
+
+    def reseed(self, epoch: int) -> None:
+        self.generator.manual_seed(derive_seed(self.seed, "aug", type(self).__name__, epoch))
+
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        spec = trainer.datamodule.spec
+        self.prepare(spec.mean, spec.std, trainer.strategy.root_device)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self.reseed(trainer.current_epoch)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.apply(batch)
+
+    def apply(self, batch: dict) -> None:
+        raise NotImplementedError
+
+
+def check_knob(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r} is invalid: must be {allowed}")
+
+

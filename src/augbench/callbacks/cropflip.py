@@ -1,0 +1,25 @@
+"""baseline+ as a callback."""
+
+from __future__ import annotations
+
+from augbench import augment
+from augbench.callbacks.base import BatchAugment, check_knob
+
+
+class CropFlip(BatchAugment):
+    """baseline+: per-image random crop with ``padding`` px of black, per-image horizontal flip."""
+
+    def __init__(self, padding: int = 4, flip: bool = True, seed: int = 0):
+        super().__init__(seed)
+        check_knob(padding >= 0, "aug.padding", padding, ">= 0")
+        self.padding, self.flip = padding, flip
+
+    def prepare(self, mean, std, device) -> None:
+        super().prepare(mean, std, device)
+        self.fill = -self.mean / self.std  # black, after normalisation
+
+    def apply(self, batch):
+        batch["image"] = augment.crop_flip(batch["image"], padding=self.padding, fill=self.fill,
+                                           generator=self.generator, flip=self.flip)
+
+
