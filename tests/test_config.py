@@ -57,6 +57,7 @@ def test_misspelled_key_is_rejected():
     (["trainer.devices=auto"], r"trainer.devices='auto' is invalid: must be 1: each run trains on one device"),
     (["trainer.deterministic=true", "trainer.benchmark=true"],
      r"trainer.benchmark=true is invalid with trainer.deterministic=true"),
+    (["optim.label_smoothing=1.0"], r"optim.label_smoothing=1.0 is invalid: must be a number in \[0, 1\)"),
     (["runs_per_gpu=0"], r"runs_per_gpu=0 is invalid: must be an integer >= 1"),
     (["run_lock.heartbeat_s=900"], r"run_lock.heartbeat_s=900 is invalid: must be .* below run_lock.stale_after_s"),
     (["model.compile_mode=fastest"], r"model.compile_mode='fastest' is invalid: must be null or one of .*reduce-overhead"),
@@ -111,3 +112,17 @@ def test_model_names_in_the_catalog_match_the_registry():
     from augbench.models import MODELS
 
     assert tuple(sorted(MODELS)) == MODEL_NAMES
+
+
+def test_a_run_completed_before_a_knob_existed_still_counts_as_the_same_config(tmp_path):
+    from omegaconf import OmegaConf
+
+    from augbench.runs import completed_run, write_metrics
+
+    config = OmegaConf.to_container(make_cfg(tmp_path, ["model=lenet"]), resolve=True)
+    old = {**config, "optim": {k: v for k, v in config["optim"].items() if k != "label_smoothing"}}
+    write_metrics(tmp_path, {"status": "completed", "test_acc1": 0.5, "config": old})
+    assert completed_run(tmp_path, config)["test_acc1"] == 0.5  # label_smoothing 0 then, as now
+    smoothed = {**config, "optim": {**config["optim"], "label_smoothing": 0.1}}
+    with pytest.raises(Exception, match="different config"):
+        completed_run(tmp_path, smoothed)
