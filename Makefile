@@ -40,7 +40,7 @@ test-gpu: install ## only the tests that need a CUDA GPU (skipped where none is 
 gpu-check: install ## on a new GPU machine, first: device, GPU tests, every backbone, exact resume, compile, bench
 	$(RUN) python -m augbench.gpucheck $(ARGS)
 
-gallery: install ## write gallery.png: training images under each of the five regimes
+gallery: install ## write gallery.png: training images under every regime of conf/aug
 	$(RUN) python -m augbench.gallery $(ARGS)
 
 grid: install ## the whole study: 2 datasets x 4 models x 5 regimes x 5 seeds (resumable)

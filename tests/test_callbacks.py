@@ -147,11 +147,15 @@ def test_training_logs_the_augmented_batch_to_tensorboard(tmp_path, fake_cifar):
 
 @pytest.mark.slow
 @pytest.mark.skipif(not FMNIST.is_dir(), reason="needs Debian's dataset-fashion-mnist (.ci/run installs it)")
-@pytest.mark.parametrize("aug", ["baseline", "baseline_plus", "cutout", "mixup", "cutmix"])
+@pytest.mark.parametrize("aug", ["baseline", "baseline_plus", "cutout", "mixup", "cutmix", "random_erasing",
+                                 "hide_and_seek", "gridmask", "ricap", "mixup_cutmix"])
 def test_every_regime_trains_lenet_on_fashion_mnist(tmp_path, aug):
-    cfg = make_cfg(tmp_path, [f"aug={aug}", "data=fashion_mnist", "model=lenet", "trainer.max_epochs=1",
-                              "trainer.limit_train_batches=120", "trainer.enable_progress_bar=false",
-                              "data.val_fraction=0.1", "optim.lr=0.05"])
+    # GridMask's probability ramps from 0 at epoch 0: two half epochs, the second one masked at full strength
+    # RICAP (four images in every input) learns slowest: it gets the whole epoch
+    length = {"gridmask": ["trainer.max_epochs=2", "trainer.limit_train_batches=60", "aug.ramp_epochs=1"],
+              "ricap": ["trainer.max_epochs=1"]}.get(aug, ["trainer.max_epochs=1", "trainer.limit_train_batches=120"])
+    cfg = make_cfg(tmp_path, [f"aug={aug}", "data=fashion_mnist", "model=lenet", *length,
+                              "trainer.enable_progress_bar=false", "data.val_fraction=0.1", "optim.lr=0.05"])
     metrics = training.train(cfg)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "completed"
     assert metrics["test_acc1"] > 0.6, (aug, metrics["test_acc1"])  # it learned, whatever the regime

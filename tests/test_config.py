@@ -123,6 +123,13 @@ def test_a_run_completed_before_a_knob_existed_still_counts_as_the_same_config(t
     old = {**config, "optim": {k: v for k, v in config["optim"].items() if k != "label_smoothing"}}
     write_metrics(tmp_path, {"status": "completed", "test_acc1": 0.5, "config": old})
     assert completed_run(tmp_path, config)["test_acc1"] == 0.5  # label_smoothing 0 then, as now
+    cutmix = OmegaConf.to_container(make_cfg(tmp_path, ["model=lenet", "aug=cutmix"]), resolve=True)
+    knobs = ("center", "sigma", "fixed_lam", "label_mode", "schedule")  # added for CutMix's ablations
+    old_cutmix = {**cutmix, "aug": {k: v for k, v in cutmix["aug"].items() if k not in knobs}}
+    old_cutmix["aug"]["callbacks"] = [{k: v for k, v in c.items() if k not in knobs} for c in cutmix["aug"]["callbacks"]]
+    (tmp_path / "c").mkdir()
+    write_metrics(tmp_path / "c", {"status": "completed", "test_acc1": 0.4, "config": old_cutmix})
+    assert completed_run(tmp_path / "c", cutmix)["test_acc1"] == 0.4
     smoothed = {**config, "optim": {**config["optim"], "label_smoothing": 0.1}}
     with pytest.raises(Exception, match="different config"):
         completed_run(tmp_path, smoothed)

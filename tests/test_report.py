@@ -340,3 +340,15 @@ def test_report_tells_a_slurm_requeue_from_a_ctrl_c_and_names_slurm_states(tmp_p
     assert "requeued by SLURM (time limit), waiting to resume" in line(0)
     assert "interrupted (stopped by the user); relaunch to resume" in line(1)
     assert "(SLURM: CANCELLED)" in line(2) and "ended CANCELLED without a result" in line(2)
+
+
+def test_report_shows_every_regime_the_runs_hold(tmp_path):
+    for aug, acc in (("baseline_plus", 0.9), ("cutmix", 0.92), ("random_erasing", 0.91), ("ricap", 0.93),
+                     ("mixup_cutmix", 0.925)):
+        for seed in range(2):
+            write_run(tmp_path, "cifar10", "resnet18", aug, seed, acc=acc + seed / 1000)
+    R.write_report(tmp_path)
+    header = next(line for line in (tmp_path / "table1.md").read_text().splitlines() if line.startswith("| data"))
+    for aug in ("baseline_plus", "cutmix", "random_erasing", "ricap", "mixup_cutmix"):
+        assert f" {aug} " in header
+    assert "ricap" in (tmp_path / "report.md").read_text()

@@ -82,6 +82,36 @@ def validate(cfg: DictConfig) -> None:
         "n_holes": (lambda v: _int(v) and v >= 0, "an integer >= 0"),
         "padding": (lambda v: _int(v) and 0 <= v < size, f"an integer in [0, {size})"),
         "per_sample": (lambda v: isinstance(v, bool), "true or false"),
+        # random_erasing
+        "area_min": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]"),
+        "area_max": (lambda v: _number(v) and _number(aug.get("area_min", 0)) and aug.get("area_min", 0) <= v <= 1,
+                     "a number in [aug.area_min, 1]"),
+        "ratio_min": (lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1] (aspect h/w spans [ratio_min, 1/ratio_min])"),
+        "attempts": (lambda v: _int(v) and v >= 1, "an integer >= 1"),
+        "fill": (lambda v: v in ("zero", "random"), "zero or random"),
+        # hide_and_seek
+        "grid_sizes": (lambda v: isinstance(v, (list, ListConfig)) and len(v) > 0
+                       and all(_int(s) and 0 <= s <= size for s in v),
+                       f"a non-empty list of cell sides, integers in [0, {size}] (0 = no hiding)"),
+        "hide_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+        # gridmask
+        "d1": (lambda v: _int(v) and 1 <= v <= size, f"an integer in [1, {size}]"),
+        "d2": (lambda v: _int(v) and _int(aug.get("d1")) and v > aug.get("d1"), "an integer > aug.d1 (d ~ randint[d1, d2))"),
+        "ratio": (lambda v: _number(v) and 0 < v < 1, "a number in (0, 1): the kept fraction l/d of the unit"),
+        "rotate": (lambda v: v == 0 and not isinstance(v, bool), "0 (rotation is not implemented)"),
+        "mode": (lambda v: v in (0, 1) and not isinstance(v, bool), "0 (drop the stripes) or 1 (drop the squares)"),
+        "ramp_epochs": (lambda v: v is None or (_int(v) and v >= 1), "null (trainer.max_epochs) or an integer >= 1"),
+        # ricap, mixup_cutmix
+        "beta": (lambda v: _number(v) and v > 0, "a number > 0"),
+        "mixup_alpha": (lambda v: _number(v) and v > 0, "a number > 0"),
+        "cutmix_alpha": (lambda v: _number(v) and v > 0, "a number > 0"),
+        "switch_prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
+        # cutmix ablations (CutMix paper, Table 8)
+        "center": (lambda v: v in ("uniform", "gaussian"), "uniform or gaussian"),
+        "sigma": (lambda v: _number(v) and v > 0, "a number > 0 (the gaussian centre's std as a fraction of the side)"),
+        "fixed_lam": (lambda v: v is None or (_number(v) and 0 < v < 1), "null (λ ~ Beta(alpha, alpha)) or a number in (0, 1)"),
+        "label_mode": (lambda v: v in ("area", "one_hot", "complete"), "area, one_hot or complete"),
+        "schedule": (lambda v: isinstance(v, bool), "true or false"),
     }
     for knob, (ok, allowed) in checks.items():
         if knob in aug:

@@ -75,7 +75,9 @@ def render(batches: dict[str, dict], data: str, out: Path) -> Path:
     mean = torch.tensor(spec.mean).view(1, -1, 1, 1)
     std = torch.tensor(spec.std).view(1, -1, 1, 1)
     n = len(next(iter(batches.values()))["target"])
-    fig, axes = plt.subplots(len(batches), n, figsize=(1.6 * n, 1.9 * len(batches)), squeeze=False)
+    lines = [b["targets"].shape[1] if "targets" in b else 1 for b in batches.values()]  # caption lines per row
+    fig, axes = plt.subplots(len(batches), n, figsize=(1.6 * n, sum(1.75 + 0.15 * k for k in lines)), squeeze=False,
+                             gridspec_kw={"height_ratios": [1.75 + 0.15 * k for k in lines]})
     for row, (name, batch) in enumerate(batches.items()):
         images = (batch["image"].cpu() * std + mean).clamp(0, 1).permute(0, 2, 3, 1).numpy()
         for i in range(n):

@@ -11,8 +11,8 @@ Only training batches pass through here: validation and test batches are never t
 
 from augbench.callbacks.base import BatchAugment
 from augbench.callbacks.cropflip import CropFlip
-from augbench.callbacks.erasing import Cutout
+from augbench.callbacks.erasing import Cutout, GridMask, HideAndSeek, RandomErasing
 from augbench.callbacks.gallery import GalleryLogger, describe_batch
-from augbench.callbacks.mixing import CutMix, Mixup
+from augbench.callbacks.mixing import RICAP, CutMix, Mixup, MixupCutMix
 
-__all__ = ["BatchAugment", "CropFlip", "Cutout", "Mixup", "CutMix", "GalleryLogger", "describe_batch"]
+__all__ = ["BatchAugment", "CropFlip", "Cutout", "RandomErasing", "HideAndSeek", "GridMask", "Mixup", "CutMix", "MixupCutMix", "RICAP", "GalleryLogger", "describe_batch"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from augbench import augment
+from augbench.augment.mixing import CUTMIX_CENTERS, CUTMIX_LABEL_MODES, _number, mixup_cutmix, ricap
 from augbench.callbacks.base import BatchAugment, check_knob
 
 
@@ -21,18 +22,85 @@ class Mixup(BatchAugment):
 
 
 class CutMix(BatchAugment):
-    """CutMix (Yun et al.): paste a box of x[j]; λ recomputed from the clipped box; gate ``prob``."""
+    """CutMix (Yun et al.): paste a box of x[j]; λ recomputed from the clipped box; gate ``prob``.
 
-    def __init__(self, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False, seed: int = 0):
+    The CutMix paper's Table 8 ablations as knobs (defaults: plain CutMix, draw for draw):
+    ``center`` ("uniform" | "gaussian", with ``sigma`` a fraction of the side), ``fixed_lam``
+    (null | λ in (0, 1): a fixed box of side round(W·√(1−λ))), ``label_mode`` ("area" | "one_hot" |
+    "complete"; see :func:`augbench.augment.mixing.cutmix`) and ``schedule``: when true the
+    application probability ramps as prob·min(1, epoch/trainer.max_epochs), so epoch 0 never mixes.
+    """
+
+    def __init__(self, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False, center: str = "uniform",
+                 sigma: float = 0.25, fixed_lam: float | None = None, label_mode: str = "area",
+                 schedule: bool = False, seed: int = 0):
         super().__init__(seed)
         check_knob(alpha > 0, "aug.alpha", alpha, "> 0")
         check_knob(0.0 <= prob <= 1.0, "aug.prob", prob, "in [0, 1]")
+        check_knob(center in CUTMIX_CENTERS, "aug.center", center, "one of " + ", ".join(CUTMIX_CENTERS))
+        check_knob(_number(sigma) and sigma > 0, "aug.sigma", sigma, "a number > 0 (a fraction of the side)")
+        check_knob(fixed_lam is None or (_number(fixed_lam) and 0 < fixed_lam < 1), "aug.fixed_lam", fixed_lam,
+                   "null (λ ~ Beta(α, α)) or a number in (0, 1)")
+        check_knob(label_mode in CUTMIX_LABEL_MODES, "aug.label_mode", label_mode,
+                   "one of " + ", ".join(CUTMIX_LABEL_MODES))
+        check_knob(isinstance(schedule, bool), "aug.schedule", schedule, "true or false")
         self.alpha, self.prob, self.per_sample = alpha, prob, per_sample
+        self.center, self.sigma, self.fixed_lam, self.label_mode = center, sigma, fixed_lam, label_mode
+        self.schedule = schedule
+        self.current_prob = prob  # ramped per epoch when schedule; outside training full strength
+
+    def ramp(self, epoch: int, max_epochs) -> float:
+        """prob·min(1, epoch/max_epochs) when ``schedule``, else prob."""
+        if not self.schedule:
+            return self.prob
+        if max_epochs is None or max_epochs < 1:
+            raise ValueError(f"aug.schedule=true needs a finite trainer.max_epochs, got {max_epochs!r}")
+        return self.prob * min(1.0, epoch / max_epochs)
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        super().on_train_epoch_start(trainer, pl_module)  # keeps the per-epoch reseeding
+        if self.schedule:  # unscheduled CutMix reads nothing more from the trainer than before
+            self.current_prob = self.ramp(trainer.current_epoch, trainer.max_epochs)
 
     def apply(self, batch):
         batch["image"], y_b, lam = augment.cutmix(batch["image"], batch["target"], alpha=self.alpha,
-                                                  prob=self.prob, generator=self.generator,
-                                                  per_sample=self.per_sample)
+                                                  prob=self.current_prob, generator=self.generator,
+                                                  per_sample=self.per_sample, center=self.center,
+                                                  sigma=self.sigma, fixed_lam=self.fixed_lam,
+                                                  label_mode=self.label_mode)
         batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
 
 
+class MixupCutMix(BatchAugment):
+    """timm's Mixup switch: per batch, mixed with probability ``prob``; then CutMix with probability
+    ``switch_prob``, else mixup, each with its own α. Decided on the device (no host sync)."""
+
+    def __init__(self, mixup_alpha: float = 1.0, cutmix_alpha: float = 1.0, prob: float = 1.0,
+                 switch_prob: float = 0.5, seed: int = 0):
+        super().__init__(seed)
+        check_knob(mixup_alpha > 0, "aug.mixup_alpha", mixup_alpha, "> 0")
+        check_knob(cutmix_alpha > 0, "aug.cutmix_alpha", cutmix_alpha, "> 0")
+        check_knob(0.0 <= prob <= 1.0, "aug.prob", prob, "in [0, 1]")
+        check_knob(0.0 <= switch_prob <= 1.0, "aug.switch_prob", switch_prob, "in [0, 1]")
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
+        self.prob, self.switch_prob = prob, switch_prob
+
+    def apply(self, batch):
+        batch["image"], y_b, lam = mixup_cutmix(
+            batch["image"], batch["target"], mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha,
+            prob=self.prob, switch_prob=self.switch_prob, generator=self.generator)
+        batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
+
+
+class RICAP(BatchAugment):
+    """RICAP (Takahashi et al.): four crops around one boundary point per batch, K = 4 partners
+    weighted by patch area."""
+
+    def __init__(self, beta: float = 0.3, seed: int = 0):
+        super().__init__(seed)
+        check_knob(beta > 0, "aug.beta", beta, "> 0")
+        self.beta = beta
+
+    def apply(self, batch):
+        batch["image"], batch["targets"], batch["weights"] = ricap(
+            batch["image"], batch["target"], beta=self.beta, generator=self.generator)
