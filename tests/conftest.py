@@ -45,6 +45,20 @@ def make_cfg(out: Path, overrides: list[str] = (), root: Path | None = None):
     return cfg
 
 
+def stop_training_at(monkeypatch, epoch: int, exc: BaseException) -> None:
+    """Make training raise ``exc`` at the first step of ``epoch`` (a kill, a Ctrl-C, a signal handler's exit)."""
+    from augbench import module
+
+    step = module.Classifier.training_step
+
+    def stop(self, batch, i):
+        if self.current_epoch == epoch:
+            raise exc
+        return step(self, batch, i)
+
+    monkeypatch.setattr(module.Classifier, "training_step", stop)
+
+
 def cuda_available() -> bool:
     import torch
 

@@ -18,7 +18,7 @@ from augbench import module, sweep, training
 from augbench.data import AugDataModule
 from augbench.training import (KeepOnDevice, build_classifier, resolve_precision, run_device, train,
                                trainer_settings)
-from conftest import TINY, make_cfg
+from conftest import TINY, make_cfg, stop_training_at
 
 
 # --- 1. precision: ask the pinned device, without emulation --------------------------------------
@@ -67,13 +67,7 @@ RUN = TINY + ["model=lenet", "aug=cutmix", "trainer.max_epochs=2", "trainer.limi
 def interrupted_run(out, root, monkeypatch, extra=()):
     """Train RUN until epoch 1 starts, as a kill would: last.ckpt holds the end of epoch 0."""
     step = module.Classifier.training_step
-
-    def interrupt(self, batch, i):
-        if self.current_epoch == 1:
-            raise KeyboardInterrupt
-        return step(self, batch, i)
-
-    monkeypatch.setattr(module.Classifier, "training_step", interrupt)
+    stop_training_at(monkeypatch, 1, KeyboardInterrupt())
     cfg = make_cfg(out, RUN + list(extra), root)
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         train(cfg)

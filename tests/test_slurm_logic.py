@@ -18,7 +18,7 @@ from submitit.core.utils import UncompletedJobError
 
 from augbench import module, slurm, sweep
 from augbench.training import train
-from conftest import CONF, TINY, make_cfg
+from conftest import CONF, TINY, make_cfg, stop_training_at
 from hydra_plugins.augbench_plugins.slurm_launcher import _Settled
 
 
@@ -56,24 +56,13 @@ def test_a_time_limit_requeue_is_recorded_as_requeued_not_interrupted(tmp_path, 
     assert metrics["status"] == "requeued" and metrics["attempt_log"][-1]["ended"] == "requeued"
 
 
-def _stop_in_epoch_1(monkeypatch, exc):
-    step = module.Classifier.training_step
-
-    def stop(self, batch, i):
-        if self.current_epoch == 1:
-            raise exc
-        return step(self, batch, i)
-
-    monkeypatch.setattr(module.Classifier, "training_step", stop)
-
-
 def test_a_preemption_sigterm_under_slurm_is_requeued(tmp_path, fake_cifar, monkeypatch):
     class SIGTERMException(SystemExit):  # what Lightning raises on SIGTERM (scontrol requeue, preemption)
         pass
 
     monkeypatch.setenv("SLURM_JOB_ID", "78")
     monkeypatch.setattr(slurm, "_requeue_requested", False)
-    _stop_in_epoch_1(monkeypatch, SIGTERMException())
+    stop_training_at(monkeypatch, 1, SIGTERMException())
     with pytest.raises(SystemExit):
         train(make_cfg(tmp_path, TINY + ["model=lenet", "trainer.max_epochs=2"], fake_cifar))
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "requeued"
@@ -82,7 +71,7 @@ def test_a_preemption_sigterm_under_slurm_is_requeued(tmp_path, fake_cifar, monk
 def test_a_time_limit_with_no_requeue_left_is_a_failure_with_slurm_state_timeout(tmp_path, fake_cifar, monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "79")
     monkeypatch.setattr(slurm, "_requeue_requested", True)
-    _stop_in_epoch_1(monkeypatch, UncompletedJobError("Job not requeued because: timed-out too many times."))
+    stop_training_at(monkeypatch, 1, UncompletedJobError("Job not requeued because: timed-out too many times."))
     with pytest.raises(UncompletedJobError):
         train(make_cfg(tmp_path, TINY + ["model=lenet", "trainer.max_epochs=2"], fake_cifar))
     metrics = json.loads((tmp_path / "metrics.json").read_text())
@@ -92,14 +81,7 @@ def test_a_time_limit_with_no_requeue_left_is_a_failure_with_slurm_state_timeout
 
 def test_ctrl_c_is_still_interrupted(tmp_path, fake_cifar, monkeypatch):
     monkeypatch.setattr(slurm, "_requeue_requested", False)
-    step = module.Classifier.training_step
-
-    def interrupt(self, batch, i):
-        if self.current_epoch == 1:
-            raise KeyboardInterrupt
-        return step(self, batch, i)
-
-    monkeypatch.setattr(module.Classifier, "training_step", interrupt)
+    stop_training_at(monkeypatch, 1, KeyboardInterrupt())
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         train(make_cfg(tmp_path, TINY + ["model=lenet", "trainer.max_epochs=2"], fake_cifar))
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"

@@ -253,3 +253,20 @@ def test_the_same_sweep_started_twice_at_once_divides_the_runs(tmp_path, fake_ci
             assert f"{run}:" in out.split("left to another process")[-1] or f"{sweep / run} already completed" in out
     for run in runs:
         assert json.loads((sweep / run / "metrics.json").read_text())["status"] == "completed"
+
+
+def test_family_and_cutmix_alpha_experiments():
+    from hydra import compose, initialize_config_dir
+
+    from augbench.gallery import AUG_CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        family = compose("train", overrides=["experiment=family"], return_hydra_config=True)
+        alpha = compose("train", overrides=["experiment=cutmix_alpha", "aug.alpha=0.25", "seed=2"],
+                        return_hydra_config=True)
+    augs = family.hydra.sweeper.params.aug.split(",")
+    variants = {p.stem for p in AUG_CONF.glob("cutmix_*.yaml")}
+    assert set(augs) == {p.stem for p in AUG_CONF.glob("*.yaml")} - variants  # every regime, old and new
+    assert family.model.name == "resnet18" and family.hydra.sweeper.params.data == "cifar10,cifar100"
+    assert [float(a) for a in alpha.hydra.sweeper.params["aug.alpha"].split(",")] == [0.1, 0.25, 0.5, 1, 2, 4]
+    assert alpha.hydra.sweep.subdir == "cifar100/resnet18/cutmix/alpha=0.25/seed=2"  # one folder per alpha

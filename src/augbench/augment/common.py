@@ -30,21 +30,6 @@ def check_prob(prob: float, name: str = "prob") -> None:
 _PROPOSALS = 16
 
 
-# ----------------------------------------------------------------------- validation
-def require(ok: bool, name: str, value, rule: str) -> None:
-    if not ok:
-        raise ValueError(f"{name} must be {rule}, got {name}={value!r}")
-
-
-def check_alpha(alpha: float, name: str = "alpha") -> None:
-    """Beta(α, α) needs α > 0 (``not >`` also rejects NaN)."""
-    require(alpha > 0, name, alpha, "> 0")
-
-
-def check_prob(prob: float, name: str = "prob") -> None:
-    require(0.0 <= prob <= 1.0, name, prob, "in [0, 1]")
-
-
 # ------------------------------------------------------------------------- sampling
 def _log_gamma_mt(shape: float, size: tuple[int, ...], generator, device) -> torch.Tensor:
     """log of Gamma(shape, 1) draws by Marsaglia–Tsang; needs shape >= 1."""
