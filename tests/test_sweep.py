@@ -270,3 +270,7 @@ def test_family_and_cutmix_alpha_experiments():
     assert family.model.name == "resnet18" and family.hydra.sweeper.params.data == "cifar10,cifar100"
     assert [float(a) for a in alpha.hydra.sweeper.params["aug.alpha"].split(",")] == [0.1, 0.25, 0.5, 1, 2, 4]
     assert alpha.hydra.sweep.subdir == "cifar100/resnet18/cutmix/alpha=0.25/seed=2"  # one folder per alpha
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        layer = compose("train", overrides=["experiment=cutmix_layer", "aug.layer=3", "seed=1"], return_hydra_config=True)
+    assert layer.hydra.sweeper.params["aug.layer"] == "0,1,2,3,4" and layer.model.name == "resnet18"
+    assert layer.hydra.sweep.subdir == "cifar100/resnet18/cutmix/layer=3/seed=1"

@@ -112,6 +112,8 @@ def validate(cfg: DictConfig) -> None:
         "fixed_lam": (lambda v: v is None or (_number(v) and 0 < v < 1), "null (λ ~ Beta(alpha, alpha)) or a number in (0, 1)"),
         "label_mode": (lambda v: v in ("area", "one_hot", "complete"), "area, one_hot or complete"),
         "schedule": (lambda v: isinstance(v, bool), "true or false"),
+        "layer": (lambda v: _int(v) and 0 <= v <= 4 and (v == 0 or cfg.model.name == "resnet18"),
+                  "an integer in [0, 4] (0: the input; 1-4: a feature map, ResNet-18 only)"),
     }
     for knob, (ok, allowed) in checks.items():
         if knob in aug:

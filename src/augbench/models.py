@@ -67,8 +67,22 @@ class ResNet(nn.Module):
         self.layers = nn.Sequential(*layers)
         self.linear = nn.Linear(512, num_classes)
 
-    def forward(self, x):
-        out = self.layers(F.relu(self.bn1(self.conv1(x))))
+    # feature-level CutMix mixes at one of these points: 0 the input, 1 after the stem, 2/3/4 after stages 1/2/3
+    # (each stage is two blocks; the first block of stages 2-4 halves the resolution)
+    STRIDES = (1, 1, 1, 2, 4)
+
+    def feature_size(self, point: int, size: int) -> int:
+        return size // self.STRIDES[point]
+
+    def forward(self, x, mix=None, mix_at: int = 0):
+        """``mix`` (a function of a feature map) is applied at point ``mix_at``; None: a plain forward."""
+        if mix is not None and mix_at == 0:
+            x = mix(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        for k, block in enumerate(self.layers):
+            if mix is not None and k % 2 == 0 and mix_at == 1 + k // 2:
+                out = mix(out)
+            out = block(out)
         # global average pool: adaptive_avg_pool2d's CUDA backward refuses trainer.deterministic=true
         out = out.mean((2, 3))
         return self.linear(out)

@@ -65,14 +65,18 @@ class Classifier(L.LightningModule):
         self.history: list[dict] = []
         self._eval_row: dict = {}
 
-    def forward(self, x):
+    def forward(self, x, feature_mix: dict | None = None):
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return self.net(x)
+        if feature_mix is None:
+            return self.net(x)
+        # feature-level CutMix: the partner's box pasted into the feature map at the chosen point
+        mask, j = feature_mix["mask"], feature_mix["partner"]
+        return self.net(x, mix=lambda f: torch.where(mask, f[j], f), mix_at=feature_mix["layer"])
 
     def training_step(self, batch, batch_idx):
         x, y = batch["image"], batch["target"]
-        logits = self(x)
+        logits = self(x, batch.get("feature_mix"))
         smoothing = self.hparams.label_smoothing
         if "targets" in batch:  # a mixed batch: K partners per image, weights summing to 1
             targets, weights = batch["targets"], batch["weights"]

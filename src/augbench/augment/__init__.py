@@ -9,7 +9,7 @@ and no host syncs.
 from augbench.augment.common import check_alpha, check_prob, sample_beta
 from augbench.augment.cropflip import crop_flip
 from augbench.augment.erasing import cutout, gridmask, hide_and_seek, random_erasing
-from augbench.augment.mixing import cutmix, mixup, mixup_cutmix, ricap, ricap_draw, ricap_patch, two_partners
+from augbench.augment.mixing import cutmix, cutmix_plan, mixup, mixup_cutmix, ricap, ricap_draw, ricap_patch, two_partners
 
-__all__ = ["sample_beta", "check_alpha", "check_prob", "crop_flip", "cutout", "random_erasing", "hide_and_seek", "gridmask", "mixup", "cutmix", "mixup_cutmix", "ricap",
+__all__ = ["sample_beta", "check_alpha", "check_prob", "crop_flip", "cutout", "random_erasing", "hide_and_seek", "gridmask", "mixup", "cutmix", "cutmix_plan", "mixup_cutmix", "ricap",
            "ricap_draw", "ricap_patch", "two_partners"]

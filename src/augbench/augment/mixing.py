@@ -35,7 +35,22 @@ def cutmix(
     x: torch.Tensor, y: torch.Tensor, *, alpha: float, prob: float, generator, per_sample: bool = False,
     center: str = "uniform", sigma: float = 0.25, fixed_lam: float | None = None, label_mode: str = "area",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CutMix: paste the same box of x[j] into x; returns (x̃, y_b, λ), λ float32 (N,).
+    """CutMix: paste the same box of x[j] into x; returns (x̃, y_b, λ), λ float32 (N,). The draws and
+    the box are :func:`cutmix_plan`'s, for the image's size."""
+    n, _, h, w = x.shape
+    mask, j, y_b, lam = cutmix_plan(y, h, w, alpha=alpha, prob=prob, generator=generator, per_sample=per_sample,
+                                    center=center, sigma=sigma, fixed_lam=fixed_lam, label_mode=label_mode)
+    return torch.where(mask, x[j], x), y_b, lam
+
+
+def cutmix_plan(
+    y: torch.Tensor, h: int, w: int, *, alpha: float, prob: float, generator, per_sample: bool = False,
+    center: str = "uniform", sigma: float = 0.25, fixed_lam: float | None = None, label_mode: str = "area",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """CutMix's draws for a batch of N maps of size h×w: (mask (M, 1, h, w) bool, partner j (N,), y_b, λ).
+
+    ``cutmix`` applies it to the images; feature-level CutMix applies it to a feature map (its own h×w),
+    so at the input both draw the same.
 
     λ is recomputed from the clipped box (1 - area/(H·W)), so it is the true share of
     the own image. The batch (each image, if per_sample) is mixed with probability
@@ -63,9 +78,9 @@ def cutmix(
     require(fixed_lam is None or (_number(fixed_lam) and 0 < fixed_lam < 1), "fixed_lam", fixed_lam,
             "null or a number in (0, 1)")
     require(label_mode in CUTMIX_LABEL_MODES, "label_mode", label_mode, "one of " + ", ".join(CUTMIX_LABEL_MODES))
-    n, _, h, w = x.shape
+    n = y.shape[0]
     m = n if per_sample else 1
-    dev = x.device
+    dev = y.device
     gate = torch.rand(m, generator=generator, device=dev) < prob  # prob=1 always passes: rand < 1
     if fixed_lam is None:
         lam0 = sample_beta(alpha, m, generator, dev)
@@ -96,9 +111,8 @@ def cutmix(
         share = torch.full_like(share, 0.5)
     lam = torch.where(gate, share, 1.0).expand(n)
     mask = (box_mask(y1, y2, x1, x2, h, w) & gate[:, None, None])[:, None]  # (M, 1, H, W)
-    x_mixed = torch.where(mask, x[j], x)
     y_b = torch.where(gate.expand(n), y[j], y)
-    return x_mixed, y_b, lam.float().contiguous()
+    return mask, j, y_b, lam.float().contiguous()
 
 
 def _number(v) -> bool:

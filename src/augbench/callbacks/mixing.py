@@ -29,12 +29,18 @@ class CutMix(BatchAugment):
     (null | λ in (0, 1): a fixed box of side round(W·√(1−λ))), ``label_mode`` ("area" | "one_hot" |
     "complete"; see :func:`augbench.augment.mixing.cutmix`) and ``schedule``: when true the
     application probability ramps as prob·min(1, epoch/trainer.max_epochs), so epoch 0 never mixes.
+
+    ``layer`` (Figure 3, feature-level CutMix): 0 mixes the input images; 1–4 mix the backbone's feature
+    map at that point (ResNet-18: after the stem, after stages 1, 2, 3). The box is drawn at the feature
+    map's size and λ comes from its area; the model applies it in its forward pass.
     """
 
     def __init__(self, alpha: float = 1.0, prob: float = 1.0, per_sample: bool = False, center: str = "uniform",
                  sigma: float = 0.25, fixed_lam: float | None = None, label_mode: str = "area",
-                 schedule: bool = False, seed: int = 0):
+                 schedule: bool = False, layer: int = 0, seed: int = 0):
         super().__init__(seed)
+        check_knob(isinstance(layer, int) and not isinstance(layer, bool) and 0 <= layer <= 4, "aug.layer", layer,
+                   "an integer in [0, 4] (0: the input; 1-4: a feature map of the backbone)")
         check_knob(alpha > 0, "aug.alpha", alpha, "> 0")
         check_knob(0.0 <= prob <= 1.0, "aug.prob", prob, "in [0, 1]")
         check_knob(center in CUTMIX_CENTERS, "aug.center", center, "one of " + ", ".join(CUTMIX_CENTERS))
@@ -46,7 +52,7 @@ class CutMix(BatchAugment):
         check_knob(isinstance(schedule, bool), "aug.schedule", schedule, "true or false")
         self.alpha, self.prob, self.per_sample = alpha, prob, per_sample
         self.center, self.sigma, self.fixed_lam, self.label_mode = center, sigma, fixed_lam, label_mode
-        self.schedule = schedule
+        self.schedule, self.layer = schedule, layer
         self.current_prob = prob  # ramped per epoch when schedule; outside training full strength
 
     def ramp(self, epoch: int, max_epochs) -> float:
@@ -62,12 +68,24 @@ class CutMix(BatchAugment):
         if self.schedule:  # unscheduled CutMix reads nothing more from the trainer than before
             self.current_prob = self.ramp(trainer.current_epoch, trainer.max_epochs)
 
+    def _knobs(self) -> dict:
+        return dict(alpha=self.alpha, prob=self.current_prob, generator=self.generator, per_sample=self.per_sample,
+                    center=self.center, sigma=self.sigma, fixed_lam=self.fixed_lam, label_mode=self.label_mode)
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.layer == 0:
+            self.apply(batch)
+        else:
+            self.apply_to_features(batch, pl_module.net.feature_size(self.layer, batch["image"].shape[-1]))
+
     def apply(self, batch):
-        batch["image"], y_b, lam = augment.cutmix(batch["image"], batch["target"], alpha=self.alpha,
-                                                  prob=self.current_prob, generator=self.generator,
-                                                  per_sample=self.per_sample, center=self.center,
-                                                  sigma=self.sigma, fixed_lam=self.fixed_lam,
-                                                  label_mode=self.label_mode)
+        batch["image"], y_b, lam = augment.cutmix(batch["image"], batch["target"], **self._knobs())
+        batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
+
+    def apply_to_features(self, batch, size: int) -> None:
+        """The plan for a ``size``×``size`` feature map; ``Classifier`` mixes the features with it."""
+        mask, j, y_b, lam = augment.cutmix_plan(batch["target"], size, size, **self._knobs())
+        batch["feature_mix"] = {"layer": self.layer, "mask": mask, "partner": j}
         batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
 
 
