@@ -7,15 +7,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def make_n(*args):
-    r = subprocess.run(["make", "-n", *args], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    # --no-print-directory: under `make test` this runs as a sub-make, which would add Entering/Leaving lines
+    r = subprocess.run(["make", "-n", "--no-print-directory", *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=60)
     assert r.returncode == 0, r.stderr
     return r.stdout
 
 
+def serve_line(*args):
+    return next(line for line in make_n("tensorboard", *args).splitlines() if "tensorboard --logdir" in line)
+
+
 def test_tensorboard_serves_this_machine_only_unless_asked():
-    line = make_n("tensorboard").strip().splitlines()[-1]
+    line = serve_line()
     assert "--host localhost" in line and "bind_all" not in line
-    assert "--host 0.0.0.0" in make_n("tensorboard", "HOST=0.0.0.0").strip().splitlines()[-1]
+    assert "--host 0.0.0.0" in serve_line("HOST=0.0.0.0")
 
 
 def test_gpu_targets_exist():
