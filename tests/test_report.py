@@ -337,7 +337,7 @@ def test_report_tells_a_slurm_requeue_from_a_ctrl_c_and_names_slurm_states(tmp_p
     R.write_report(tmp_path)
     lines = (tmp_path / "report.md").read_text().splitlines()
     line = lambda seed: next(x for x in lines if f"seed={seed}`" in x)  # noqa: E731
-    assert "requeued by SLURM (time limit), waiting to resume" in line(0)
+    assert "requeued by SLURM (time limit or preemption), waiting to resume" in line(0)
     assert "interrupted (stopped by the user); relaunch to resume" in line(1)
     assert "(SLURM: CANCELLED)" in line(2) and "ended CANCELLED without a result" in line(2)
 

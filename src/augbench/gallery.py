@@ -36,8 +36,8 @@ def regimes(seed: int) -> dict[str, list]:
     from hydra.utils import instantiate
     from omegaconf import OmegaConf
 
-    names = sorted((p.stem for p in AUG_CONF.glob("*.yaml")), key=lambda n: (n not in STUDY, STUDY.index(n)
-                                                                                if n in STUDY else 0, n))
+    names = sorted((p.stem for p in AUG_CONF.glob("*.yaml")),
+                   key=lambda n: (STUDY.index(n) if n in STUDY else len(STUDY), n))
     out = {}
     for name in names:
         cfg = OmegaConf.create({"seed": seed, "aug": OmegaConf.load(AUG_CONF / f"{name}.yaml")})

@@ -31,6 +31,10 @@ def make_sgd(params, device_type: str, *, lr: float, momentum: float, nesterov: 
 log = logging.getLogger("augbench")
 
 
+def device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf."""
 
@@ -126,9 +130,7 @@ class Classifier(L.LightningModule):
 
     def _where(self) -> str:
         """The device model and precision this run trains with, as recorded in its checkpoints."""
-        device = self.trainer.strategy.root_device
-        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-        return f"{name}, {self.trainer.precision}"
+        return f"{device_name(self.trainer.strategy.root_device)}, {self.trainer.precision}"
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["augbench_history"] = self.history

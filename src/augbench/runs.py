@@ -83,7 +83,7 @@ class RunRecord:
 def describe_status(m: dict) -> str:
     """A run's status in words, with the first line of its error."""
     status = m.get("status", "?")
-    words = {"requeued": "requeued by SLURM (time limit), waiting to resume from its checkpoint",
+    words = {"requeued": "requeued by SLURM (time limit or preemption), waiting to resume from its checkpoint",
              "interrupted": "interrupted (stopped by the user); relaunch to resume",
              "running": "running, or killed without a chance to record it; relaunch to resume"}.get(status, status)
     if m.get("slurm_state"):

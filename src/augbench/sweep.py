@@ -47,17 +47,14 @@ def run_job(cfg: DictConfig) -> dict | None:
     config errors, missing or corrupt data and folder clashes still stop the sweep at once: every later
     job would hit them too. A run folder that another live process is training is left to it."""
     validate(cfg)  # before torch is imported: a bad value costs a second, not ten
-    out = Path(cfg.output_dir)
-    if not _multirun():
-        if owner := live_owner(out, cfg.run_lock.stale_after_s):
-            raise RunLockedError(f"{out} is in use: being trained by {owner.describe()}. "
-                                 "Wait for it to finish, or stop that process", owner.describe())
-        from augbench.training import train
-
-        return train(cfg)
-
+    out, multirun = Path(cfg.output_dir), _multirun()
+    if not multirun and (owner := live_owner(out, cfg.run_lock.stale_after_s)):  # before the slow imports
+        raise RunLockedError(f"{out} is in use: being trained by {owner.describe()}. "
+                             "Wait for it to finish, or stop that process", owner.describe())
     from augbench.training import train
 
+    if not multirun:
+        return train(cfg)
     watch_requeue_signal()  # under SLURM: a time-limit requeue is told apart from a Ctrl-C
     try:
         with gpu_slot(cfg) as gpu:
@@ -139,8 +136,9 @@ class JobComposer:
         from hydra._internal.config_loader_impl import ConfigLoaderImpl, get_overrides_dirname
 
         parsed = self.parser.parse_overrides(list(overrides))
-        values = [o for o in parsed if self._is_value_override(o)]
-        groups = tuple(o.input_line for o in parsed if not self._is_value_override(o))
+        is_value = [self._is_value_override(o) for o in parsed]
+        values = [o for o, v in zip(parsed, is_value) if v]
+        groups = tuple(o.input_line for o, v in zip(parsed, is_value) if not v)
         if groups not in self.cache:
             self.cache[groups] = self.loader.load_sweep_config(master_config=self.master,
                                                                sweep_overrides=list(groups))

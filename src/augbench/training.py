@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from augbench.callbacks import GalleryLogger
 from augbench.checkpoints import AtomicCheckpointIO
 from augbench.config import check_accelerator, validate
-from augbench.module import Classifier
+from augbench.module import Classifier, device_name
 from augbench.runlock import RunLock
 from augbench.runs import RunRecord, completed_run, flatten, resume_checkpoint
 from augbench.slurm import stopped_by_slurm
@@ -52,10 +52,6 @@ def run_device(cfg: DictConfig, gpu: int | None = None) -> torch.device:
     on_gpu = cfg.trainer.accelerator in ("gpu", "cuda") or (
         cfg.trainer.accelerator == "auto" and torch.cuda.is_available())
     return torch.device("cuda", gpu or 0) if on_gpu else torch.device("cpu")
-
-
-def device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
 def build_classifier(cfg: DictConfig, spec, device: torch.device) -> Classifier:

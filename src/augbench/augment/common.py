@@ -14,6 +14,14 @@ def require(ok: bool, name: str, value, rule: str) -> None:
         raise ValueError(f"{name} must be {rule}, got {name}={value!r}")
 
 
+def is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
 def check_alpha(alpha: float, name: str = "alpha") -> None:
     """Beta(α, α) needs α > 0 (``not >`` also rejects NaN)."""
     require(alpha > 0, name, alpha, "> 0")

@@ -9,7 +9,8 @@ import math
 
 import torch
 
-from augbench.augment.common import box_mask, centred_box, randint, check_alpha, check_prob, require, sample_beta
+from augbench.augment.common import (box_mask, centred_box, check_alpha, check_prob, is_number, randint, require,
+                                     sample_beta)
 
 # ------------------------------------------------------------------- mixup / cutmix
 def mixup(
@@ -74,8 +75,8 @@ def cutmix_plan(
     check_alpha(alpha)
     check_prob(prob)
     require(center in CUTMIX_CENTERS, "center", center, "one of " + ", ".join(CUTMIX_CENTERS))
-    require(_number(sigma) and sigma > 0, "sigma", sigma, "a number > 0 (a fraction of the side)")
-    require(fixed_lam is None or (_number(fixed_lam) and 0 < fixed_lam < 1), "fixed_lam", fixed_lam,
+    require(is_number(sigma) and sigma > 0, "sigma", sigma, "a number > 0 (a fraction of the side)")
+    require(fixed_lam is None or (is_number(fixed_lam) and 0 < fixed_lam < 1), "fixed_lam", fixed_lam,
             "null or a number in (0, 1)")
     require(label_mode in CUTMIX_LABEL_MODES, "label_mode", label_mode, "one of " + ", ".join(CUTMIX_LABEL_MODES))
     n = y.shape[0]
@@ -113,10 +114,6 @@ def cutmix_plan(
     mask = (box_mask(y1, y2, x1, x2, h, w) & gate[:, None, None])[:, None]  # (M, 1, H, W)
     y_b = torch.where(gate.expand(n), y[j], y)
     return mask, j, y_b, lam.float().contiguous()
-
-
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def two_partners(y: torch.Tensor, y_b: torch.Tensor, lam: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,6 +8,14 @@ from lightning.pytorch.callbacks import Callback
 from augbench.seeding import derive_seed
 
 
+def ramped(prob: float, epoch: int, horizon, why: str) -> float:
+    """prob·min(1, epoch/horizon): a probability rising from 0 over the first ``horizon`` epochs
+    (GridMask's schedule, scheduled CutMix); ``why`` names the knob that asked for it."""
+    if horizon is None or horizon < 1:
+        raise ValueError(f"{why} needs a finite trainer.max_epochs, got {horizon!r}")
+    return prob * min(1.0, epoch / horizon)
+
+
 class BatchAugment(Callback):
     """Base class: a generator on the training device, seeded per epoch, and ``apply(batch)``."""
 

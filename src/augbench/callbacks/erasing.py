@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from augbench import augment
-from augbench.augment.erasing import gridmask, hide_and_seek, random_erasing  # direct: __init__ is the lead's
-from augbench.callbacks.base import BatchAugment, check_knob
+from augbench.augment.common import is_int
+from augbench.callbacks.base import BatchAugment, check_knob, ramped
 
 
 class Cutout(BatchAugment):
@@ -35,13 +35,13 @@ class RandomErasing(BatchAugment):
         check_knob(0.0 < area_min <= 1.0, "aug.area_min", area_min, "in (0, 1]")
         check_knob(area_min <= area_max <= 1.0, "aug.area_max", area_max, "in [aug.area_min, 1]")
         check_knob(0.0 < ratio_min <= 1.0, "aug.ratio_min", ratio_min, "in (0, 1] (aspects span [r, 1/r])")
-        check_knob(_int(attempts) and attempts >= 1, "aug.attempts", attempts, "an integer >= 1")
+        check_knob(is_int(attempts) and attempts >= 1, "aug.attempts", attempts, "an integer >= 1")
         check_knob(fill in ("zero", "random"), "aug.fill", fill, "'zero' (the mean) or 'random' (N(0, 1) noise)")
         self.prob, self.area_min, self.area_max, self.ratio_min = prob, area_min, area_max, ratio_min
         self.attempts, self.fill = attempts, fill
 
     def apply(self, batch):
-        batch["image"] = random_erasing(
+        batch["image"] = augment.random_erasing(
             batch["image"], prob=self.prob, area_min=self.area_min, area_max=self.area_max,
             ratio_min=self.ratio_min, attempts=self.attempts, fill=self.fill, generator=self.generator)
 
@@ -52,13 +52,13 @@ class HideAndSeek(BatchAugment):
     def __init__(self, grid_sizes=(0, 2, 4, 6, 8), hide_prob: float = 0.5, seed: int = 0):
         super().__init__(seed)
         sizes = list(grid_sizes) if isinstance(grid_sizes, Sequence) and not isinstance(grid_sizes, str) else None
-        check_knob(bool(sizes) and all(_int(s) and s >= 0 for s in sizes), "aug.grid_sizes", grid_sizes,
+        check_knob(bool(sizes) and all(is_int(s) and s >= 0 for s in sizes), "aug.grid_sizes", grid_sizes,
                    "a non-empty list of cell sides in pixels, integers >= 0 (0 = hide nothing)")
         check_knob(0.0 <= hide_prob <= 1.0, "aug.hide_prob", hide_prob, "in [0, 1]")
         self.grid_sizes, self.hide_prob = [int(s) for s in sizes], hide_prob
 
     def apply(self, batch):
-        batch["image"] = hide_and_seek(batch["image"], grid_sizes=self.grid_sizes,
+        batch["image"] = augment.hide_and_seek(batch["image"], grid_sizes=self.grid_sizes,
                                                hide_prob=self.hide_prob, generator=self.generator)
 
 
@@ -71,31 +71,26 @@ class GridMask(BatchAugment):
     def __init__(self, d1: int = 24, d2: int = 33, ratio: float = 0.4, rotate: int = 0, mode: int = 1,
                  prob: float = 0.8, ramp_epochs: int | None = None, seed: int = 0):
         super().__init__(seed)
-        check_knob(_int(d1) and d1 >= 1, "aug.d1", d1, "an integer >= 1")
-        check_knob(_int(d2) and d2 > d1, "aug.d2", d2, "an integer > aug.d1 (d ~ randint[d1, d2))")
+        check_knob(is_int(d1) and d1 >= 1, "aug.d1", d1, "an integer >= 1")
+        check_knob(is_int(d2) and d2 > d1, "aug.d2", d2, "an integer > aug.d1 (d ~ randint[d1, d2))")
         check_knob(0.0 < ratio < 1.0, "aug.ratio", ratio, "in (0, 1): the kept fraction l/d of the unit")
         check_knob(rotate == 0, "aug.rotate", rotate, "0: rotating the grid is not implemented")
         check_knob(mode in (0, 1), "aug.mode", mode, "0 (drop the stripes) or 1 (drop the squares)")
         check_knob(0.0 <= prob <= 1.0, "aug.prob", prob, "in [0, 1]")
-        check_knob(ramp_epochs is None or (_int(ramp_epochs) and ramp_epochs >= 1), "aug.ramp_epochs",
+        check_knob(ramp_epochs is None or (is_int(ramp_epochs) and ramp_epochs >= 1), "aug.ramp_epochs",
                    ramp_epochs, "null (trainer.max_epochs) or an integer >= 1")
         self.d1, self.d2, self.ratio, self.mode, self.prob, self.ramp_epochs = d1, d2, ratio, mode, prob, ramp_epochs
         self.current_prob = prob  # set per epoch in training; outside it (the gallery) full strength
 
     def ramp(self, epoch: int, max_epochs) -> float:
         horizon = self.ramp_epochs if self.ramp_epochs is not None else max_epochs
-        if horizon is None or horizon < 1:
-            raise ValueError(f"aug.ramp_epochs=null needs a finite trainer.max_epochs, got {max_epochs!r}")
-        return self.prob * min(1.0, epoch / horizon)
+        return ramped(self.prob, epoch, horizon, "aug.ramp_epochs=null")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         super().on_train_epoch_start(trainer, pl_module)  # keeps the per-epoch reseeding
         self.current_prob = self.ramp(trainer.current_epoch, trainer.max_epochs)
 
     def apply(self, batch):
-        batch["image"] = gridmask(batch["image"], d1=self.d1, d2=self.d2, ratio=self.ratio,
+        batch["image"] = augment.gridmask(batch["image"], d1=self.d1, d2=self.d2, ratio=self.ratio,
                                           prob=self.current_prob, mode=self.mode, generator=self.generator)
 
-
-def _int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)

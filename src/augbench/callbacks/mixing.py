@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from augbench import augment
-from augbench.augment.mixing import CUTMIX_CENTERS, CUTMIX_LABEL_MODES, _number, mixup_cutmix, ricap
-from augbench.callbacks.base import BatchAugment, check_knob
+from augbench.augment.common import is_int, is_number
+from augbench.augment.mixing import CUTMIX_CENTERS, CUTMIX_LABEL_MODES
+from augbench.callbacks.base import BatchAugment, check_knob, ramped
 
 
 class Mixup(BatchAugment):
@@ -39,13 +40,13 @@ class CutMix(BatchAugment):
                  sigma: float = 0.25, fixed_lam: float | None = None, label_mode: str = "area",
                  schedule: bool = False, layer: int = 0, seed: int = 0):
         super().__init__(seed)
-        check_knob(isinstance(layer, int) and not isinstance(layer, bool) and 0 <= layer <= 4, "aug.layer", layer,
+        check_knob(is_int(layer) and 0 <= layer <= 4, "aug.layer", layer,
                    "an integer in [0, 4] (0: the input; 1-4: a feature map of the backbone)")
         check_knob(alpha > 0, "aug.alpha", alpha, "> 0")
         check_knob(0.0 <= prob <= 1.0, "aug.prob", prob, "in [0, 1]")
         check_knob(center in CUTMIX_CENTERS, "aug.center", center, "one of " + ", ".join(CUTMIX_CENTERS))
-        check_knob(_number(sigma) and sigma > 0, "aug.sigma", sigma, "a number > 0 (a fraction of the side)")
-        check_knob(fixed_lam is None or (_number(fixed_lam) and 0 < fixed_lam < 1), "aug.fixed_lam", fixed_lam,
+        check_knob(is_number(sigma) and sigma > 0, "aug.sigma", sigma, "a number > 0 (a fraction of the side)")
+        check_knob(fixed_lam is None or (is_number(fixed_lam) and 0 < fixed_lam < 1), "aug.fixed_lam", fixed_lam,
                    "null (λ ~ Beta(α, α)) or a number in (0, 1)")
         check_knob(label_mode in CUTMIX_LABEL_MODES, "aug.label_mode", label_mode,
                    "one of " + ", ".join(CUTMIX_LABEL_MODES))
@@ -59,9 +60,7 @@ class CutMix(BatchAugment):
         """prob·min(1, epoch/max_epochs) when ``schedule``, else prob."""
         if not self.schedule:
             return self.prob
-        if max_epochs is None or max_epochs < 1:
-            raise ValueError(f"aug.schedule=true needs a finite trainer.max_epochs, got {max_epochs!r}")
-        return self.prob * min(1.0, epoch / max_epochs)
+        return ramped(self.prob, epoch, max_epochs, "aug.schedule=true")
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         super().on_train_epoch_start(trainer, pl_module)  # keeps the per-epoch reseeding
@@ -104,7 +103,7 @@ class MixupCutMix(BatchAugment):
         self.prob, self.switch_prob = prob, switch_prob
 
     def apply(self, batch):
-        batch["image"], y_b, lam = mixup_cutmix(
+        batch["image"], y_b, lam = augment.mixup_cutmix(
             batch["image"], batch["target"], mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha,
             prob=self.prob, switch_prob=self.switch_prob, generator=self.generator)
         batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
@@ -120,5 +119,5 @@ class RICAP(BatchAugment):
         self.beta = beta
 
     def apply(self, batch):
-        batch["image"], batch["targets"], batch["weights"] = ricap(
+        batch["image"], batch["targets"], batch["weights"] = augment.ricap(
             batch["image"], batch["target"], beta=self.beta, generator=self.generator)
