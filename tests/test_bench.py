@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from augbench import bench
+from augbench.bench import levers, pipelines
+from augbench.bench import trainer as trainer_section
 from augbench.bench import main, parse_args, render_md
 from augbench.module import sgd_flags
 
@@ -106,7 +108,7 @@ def test_a_failing_lever_or_worker_is_recorded_not_fatal(monkeypatch):
             raise RuntimeError("no autocast here\nsecond line")
         return step(*a, precision=precision, **kw)
 
-    monkeypatch.setattr(bench, "augbench_step", no_autocast)
+    monkeypatch.setattr(levers, "augbench_step", no_autocast)  # where the levers section looks it up
     rows = {r["lever"]: r for r in bench.bench_levers(args, torch.device("cpu"), host)["rows"]}
     assert rows["autocast"]["status"] == "failed: RuntimeError: no autocast here"
     assert rows["baseline"]["status"] == rows["channels_last"]["status"] == "measured"
@@ -209,8 +211,9 @@ def test_precision_option_parses_and_is_recorded(tmp_path, monkeypatch):
         amps.append(precision)
         return amp(device, precision)
 
-    monkeypatch.setattr(bench.L, "Trainer", recording_trainer)
-    monkeypatch.setattr(bench, "_amp", recording_amp)
+    monkeypatch.setattr(L, "Trainer", recording_trainer)
+    for module in (pipelines, trainer_section):  # augbench's step and the plain loop
+        monkeypatch.setattr(module, "_amp", recording_amp)
     result = main(TINY + ["--precision", "bf16-mixed", "--skip-levers", "--skip-concurrency",
                           "--data-root", str(tmp_path / "no-cifar"), "--out", str(tmp_path)])
     written = json.loads((tmp_path / "bench_cpu.json").read_text())

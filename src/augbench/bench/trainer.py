@@ -1,0 +1,139 @@
+"""Section 3: a LeNet epoch through the Lightning Trainer against a plain PyTorch loop on the same data."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback
+
+from augbench.bench.common import _amp, _backward_step, _log, _scaler, _sgd, _sync
+from augbench.bench.pipelines import _batches, augbench_step
+from augbench.callbacks import CropFlip
+from augbench.data import AugDataModule, DatasetError, DeviceLoader
+from augbench.models import build_model
+from augbench.module import Classifier
+from augbench.training import resolve_precision
+
+
+class _EpochTimer(Callback):
+    """Seconds of the training epoch: from epoch start to the callbacks' epoch end."""
+
+    def __init__(self, device):
+        self.device, self.seconds = device, None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        _sync(self.device)
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        _sync(self.device)
+        self.seconds = time.perf_counter() - self.t0
+
+
+def _trainer_epoch(module, dm, device, batches: int, precision: str) -> float:
+    timer = _EpochTimer(device)
+    on_gpu = device.type == "cuda"
+    trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1,
+                        precision=precision, max_epochs=1, limit_train_batches=batches,
+                        limit_val_batches=0, num_sanity_val_steps=0, benchmark=on_gpu, enable_progress_bar=False,
+                        logger=False, enable_checkpointing=False, enable_model_summary=False,
+                        callbacks=[CropFlip(), timer])
+    trainer.fit(module, datamodule=dm)
+    return timer.seconds
+
+
+def _trainer_data(root: Path, verify: bool, batch_size: int) -> AugDataModule:
+    """Fashion-MNIST if installed (real data), else the CIFAR-10 files the bench uses."""
+    try:
+        dm = AugDataModule("fashion_mnist", batch_size=batch_size, download=False)
+        dm.load()
+    except DatasetError:
+        dm = AugDataModule("cifar10", root=str(root), batch_size=batch_size, verify=verify, download=False)
+        dm.load()
+    return dm
+
+
+def plain_step(host: tuple, spec, device, batch_size: int, precision: str):
+    """The plain PyTorch loop of section 3: LeNet, baseline+, cross-entropy, no Classifier and no
+    Lightning, but the same optimiser (``make_sgd`` for ``device``), precision (autocast, and the
+    scaler of 16-mixed) and memory format as training. ``step.opt`` and ``step.scaler`` as in augbench_step."""
+    on_gpu = device.type == "cuda"
+    net = build_model("lenet", spec.channels, spec.num_classes).to(device)
+    if on_gpu:
+        net = net.to(memory_format=torch.channels_last)
+    precision = resolve_precision(precision, device)
+    opt = _sgd(net.parameters(), device)
+    scaler = _scaler(precision)
+    crop = CropFlip()
+    crop.prepare(spec.mean, spec.std, device)
+    stream = _batches(DeviceLoader(*(t.to(device) for t in host), batch_size, spec.mean, spec.std,
+                                   shuffle=True, drop_last=True))
+
+    def step(i):
+        batch = next(stream)
+        crop.apply(batch)
+        x = batch["image"].contiguous(memory_format=torch.channels_last) if on_gpu else batch["image"]
+        with _amp(device, precision):
+            loss = F.cross_entropy(net(x), batch["target"])
+        opt.zero_grad()
+        _backward_step(loss, opt, scaler)
+
+    step.opt, step.scaler = opt, scaler
+    return step
+
+
+def bench_trainer(args, device, dm: AugDataModule) -> dict:
+    """A LeNet epoch through the Lightning Trainer vs a plain loop over the same resident data."""
+    spec, bs, on_gpu = dm.spec, args.batch_size, device.type == "cuda"
+    batches = len(dm.host["train"][0]) // bs
+    batches = min(batches, args.limit_batches) if args.limit_batches else batches
+    torch.manual_seed(0)
+
+    plain_one = plain_step(dm.host["train"], spec, device, bs, args.precision)
+
+    def plain(k):
+        _sync(device)
+        t = time.perf_counter()
+        for i in range(k):
+            plain_one(i)
+        _sync(device)
+        return time.perf_counter() - t
+
+    step = augbench_step("lenet", dm.host["train"], spec, device, [CropFlip()], bs, precision=args.precision)
+
+    def module_loop(k):
+        _sync(device)
+        t = time.perf_counter()
+        for i in range(k):
+            step(i)
+        _sync(device)
+        return time.perf_counter() - t
+
+    module = Classifier("lenet", spec.channels, spec.num_classes, channels_last=on_gpu)
+    loops = {"plain": plain, "module": module_loop,
+             "trainer": lambda k: _trainer_epoch(module, dm, device, k, args.precision)}
+    for fn in loops.values():  # warm-up, untimed
+        fn(min(5, batches))
+    times = {k: [] for k in loops}
+    for _ in range(args.epochs):  # interleaved, so that all three see the same machine load
+        for k, fn in loops.items():
+            times[k].append(fn(batches))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    _log(f"trainer vs plain: {med['trainer']:.2f} s vs {med['plain']:.2f} s per epoch, "
+         f"ratio {med['trainer'] / med['plain']:.3f}")
+    return {
+        "data": spec.name, "model": "lenet", "batches_per_epoch": batches, "images_per_epoch": batches * bs,
+        "epochs": args.epochs, "precision": args.precision,
+        "optimizer": {k: plain_one.opt.param_groups[0][k] for k in ("fused", "foreach")},
+        **{f"{k}_s_per_epoch": med[k] for k in loops},
+        **{f"{k}_images_per_s": batches * bs / med[k] for k in loops},
+        "trainer_over_plain": med["trainer"] / med["plain"],
+        "module_over_plain": med["module"] / med["plain"],
+        "raw_seconds": times,
+    }
+
