@@ -265,8 +265,9 @@ def test_family_and_cutmix_alpha_experiments():
         alpha = compose("train", overrides=["experiment=cutmix_alpha", "aug.alpha=0.25", "seed=2"],
                         return_hydra_config=True)
     augs = family.hydra.sweeper.params.aug.split(",")
-    variants = {p.stem for p in AUG_CONF.glob("cutmix_*.yaml")}
-    assert set(augs) == {p.stem for p in AUG_CONF.glob("*.yaml")} - variants  # every regime, old and new
+    # every regime, old and new; CutMix's ablations and mixup's large alphas have experiments of their own
+    variants = {p.stem for p in [*AUG_CONF.glob("cutmix_*.yaml"), *AUG_CONF.glob("mixup_alpha*.yaml")]}
+    assert set(augs) == {p.stem for p in AUG_CONF.glob("*.yaml")} - variants
     assert family.model.name == "resnet18" and family.hydra.sweeper.params.data == "cifar10,cifar100"
     assert [float(a) for a in alpha.hydra.sweeper.params["aug.alpha"].split(",")] == [0.1, 0.25, 0.5, 1, 2, 4]
     assert alpha.hydra.sweep.subdir == "cifar100/resnet18/cutmix/alpha=0.25/seed=2"  # one folder per alpha

@@ -38,3 +38,7 @@ SPECS = {
 
 # the backbones registered in augbench.models (a test keeps the two in step)
 MODEL_NAMES = ("densenet", "lenet", "resnet18", "vgg")
+
+# the evaluation suite's measures (augbench.evaluation.suite) and its out-of-distribution sets
+EVAL_MEASURES = ("calibration", "fgsm", "occlusion", "in_between", "ood", "corruption")
+OOD_SETS = ("other_cifar", "cifar10", "cifar100", "fashion_mnist", "uniform", "gaussian")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from augbench.catalog import MODEL_NAMES, SPECS
+from augbench.catalog import EVAL_MEASURES, MODEL_NAMES, OOD_SETS, SPECS
 from augbench.errors import ConfigError
 
 # Mixed precision keeps the augmented batch and λ in float32 (autocast casts inside the network only);
@@ -52,6 +52,10 @@ def validate(cfg: DictConfig) -> None:
     need("optim.weight_decay", lambda v: _number(v) and v >= 0, "a number >= 0")
     need("optim.gamma", lambda v: _number(v) and 0 < v <= 1, "a number in (0, 1]")
     need("optim.label_smoothing", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)")
+    need("optim.warmup_epochs", lambda v: _int(v) and 0 <= v <= (_get(cfg, "trainer.max_epochs") or 0),
+         "an integer in [0, trainer.max_epochs] (0: no warmup, the study's protocol)")
+    need("data.label_noise", lambda v: _number(v) and 0 <= v <= 1,
+         "a number in [0, 1]: the fraction of training labels replaced by a uniformly drawn label")
     need("optim.milestones",
          lambda v: isinstance(v, (list, ListConfig)) and all(_int(m) and m > 0 for m in v)
          and all(a < b for a, b in zip(v, list(v)[1:])),
@@ -72,8 +76,10 @@ def validate(cfg: DictConfig) -> None:
     need("run_lock.heartbeat_s", lambda v: _number(v) and 0 < v < _get(cfg, "run_lock.stale_after_s"),
          "a number of seconds > 0 and below run_lock.stale_after_s")
 
-    # augmentation knobs: only those the chosen regime has
     size = SPECS[cfg.data.name].size
+    _validate_eval(need, size)
+
+    # augmentation knobs: only those the chosen regime has
     aug = cfg.aug
     checks = {
         "alpha": (lambda v: _number(v) and v > 0, "a number > 0"),
@@ -118,6 +124,30 @@ def validate(cfg: DictConfig) -> None:
     for knob, (ok, allowed) in checks.items():
         if knob in aug:
             need(f"aug.{knob}", ok, allowed)
+
+
+def _list_of(v, ok) -> bool:
+    return isinstance(v, (list, ListConfig)) and all(ok(x) for x in v)
+
+
+def _validate_eval(need, size: int) -> None:
+    """The evaluation suite's knobs (conf/eval)."""
+    need("eval.measures", lambda v: _list_of(v, lambda m: m in EVAL_MEASURES),
+         f"a list drawn from {', '.join(EVAL_MEASURES)} (eval=accuracy: none)")
+    need("eval.batch_size", lambda v: _int(v) and v > 0, "an integer > 0")
+    need("eval.fgsm_eps", lambda v: _list_of(v, lambda e: _number(e) and 0 <= e <= 255) and len(v) > 0,
+         "a non-empty list of perturbation sizes in pixel units /255, numbers in [0, 255]")
+    need("eval.occlusion_sizes", lambda v: _list_of(v, lambda s: _int(s) and 0 <= s <= size) and len(v) > 0,
+         f"a non-empty list of hole sides, integers in [0, {size}]")
+    need("eval.in_between_pairs", lambda v: _int(v) and v > 0, "an integer > 0")
+    need("eval.in_between_lams", lambda v: _list_of(v, lambda x: _number(x) and 0 <= x <= 1) and len(v) > 0,
+         "a non-empty list of numbers in [0, 1]")
+    need("eval.ood_sets", lambda v: _list_of(v, lambda s: s in OOD_SETS), f"a list drawn from {', '.join(OOD_SETS)}")
+    need("eval.ood_noise_images", lambda v: _int(v) and v > 0, "an integer > 0")
+    need("eval.corruptions", lambda v: v is None or (_list_of(v, lambda s: isinstance(s, str)) and len(v) > 0),
+         "null (every implemented corruption) or a non-empty list of corruption names")
+    need("eval.corruption_images", lambda v: v is None or (_int(v) and v > 0), "null (the whole test set) or an integer > 0")
+    need("eval.seed", lambda v: _int(v) and v >= 0, "an integer >= 0")
 
 
 def check_accelerator(cfg: DictConfig) -> None:

@@ -256,6 +256,24 @@ class DeviceLoader:
             yield {"image": image, "target": self._take(self.targets, idx)}
 
 
+def corrupt_labels(targets: torch.Tensor, rate: float, num_classes: int, seed: int, file_index: torch.Tensor) -> dict:
+    """The mixup paper's corrupted labels: a seeded ``rate`` fraction of the training images (exactly
+    round(rate·n) of them) gets a label drawn uniformly from all K classes, so a replacement equals the
+    true label with probability 1/K and the effective noise rate is about rate·(K−1)/K.
+
+    Returns the new targets, the true ones, the mask of images whose label now differs from the truth
+    (the corrupted subset), the indices into the training file of every image drawn, and the rates."""
+    g = torch.Generator().manual_seed(derive_seed(seed, "label_noise"))
+    n = len(targets)
+    drawn = torch.randperm(n, generator=g)[: int(round(rate * n))].sort().values
+    noisy = targets.clone()
+    noisy[drawn] = torch.randint(num_classes, (len(drawn),), generator=g, dtype=targets.dtype)
+    changed = noisy != targets
+    return {"targets": noisy, "true": targets, "corrupted": changed, "drawn": drawn, "drawn_file_index": file_index[drawn],
+            "rate": rate, "effective_rate": float(changed.float().mean()) if n else 0.0,
+            "n_drawn": len(drawn), "n_corrupted": int(changed.sum()), "n_train": n}
+
+
 class AugDataModule(L.LightningDataModule):
     """CIFAR-10, CIFAR-100 or Fashion-MNIST with a seeded held-out validation split.
 
@@ -267,13 +285,15 @@ class AugDataModule(L.LightningDataModule):
     def __init__(self, name: str = "cifar10", root: str | None = None, batch_size: int = 128,
                  eval_batch_size: int = 1000, val_fraction: float = 0.2, verify: bool = True,
                  download: bool = True, device_resident: bool = True, test_every_epoch: bool = False,
-                 seed: int = 0):
+                 label_noise: float = 0.0, seed: int = 0):
         super().__init__()
         self.spec = get_spec(name)
         self.root = Path(root or default_root(name))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_fraction, self.verify, self.download = val_fraction, verify, download
         self.device_resident, self.test_every_epoch, self.seed = device_resident, test_every_epoch, seed
+        self.label_noise = label_noise
+        self.noise = None  # with label_noise: which training labels were replaced, and their true labels
         self.host = None  # CPU tensors, loaded once
         self.tensors = None  # the same on the training device (or pinned on the host)
         self.normalize = Normalize(self.spec.mean, self.spec.std, "cpu")
@@ -292,8 +312,12 @@ class AugDataModule(L.LightningDataModule):
             perm = torch.randperm(len(train_x), generator=g)
             n_val = int(round(self.val_fraction * len(train_x)))
             val, train = perm[:n_val].sort().values, perm[n_val:].sort().values
+            train_y_used = train_y[train]
+            if self.label_noise:
+                self.noise = corrupt_labels(train_y_used, self.label_noise, self.spec.num_classes, self.seed, train)
+                train_y_used = self.noise["targets"]
             self.host = {
-                "train": (train_x[train], train_y[train]),
+                "train": (train_x[train], train_y_used),
                 "val": (train_x[val], train_y[val]),
                 "test": (test_x, test_y),
             }

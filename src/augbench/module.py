@@ -47,7 +47,7 @@ class Classifier(L.LightningModule):
     def __init__(self, model: str, in_channels: int, num_classes: int, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
                  milestones=(60, 120, 160), gamma: float = 0.1, label_smoothing: float = 0.0,
-                 channels_last: bool = False,
+                 warmup_epochs: int = 0, channels_last: bool = False,
                  check_finite_every_n_steps: int = 50):
         super().__init__()
         self.save_hyperparameters()
@@ -138,6 +138,8 @@ class Classifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.history = list(checkpoint.get("augbench_history", []))
+        if self._trainer is None:  # loaded for evaluation (load_from_checkpoint), not resumed
+            return
         before, now = checkpoint.get("augbench_device"), self._where()
         if before is not None and before != now:
             log.warning("resuming a run that trained on %s on %s: it goes on from its checkpoint, but its "
@@ -190,5 +192,23 @@ class Classifier(L.LightningModule):
         hp = self.hparams
         opt = make_sgd(self.parameters(), self.device.type, lr=hp.lr, momentum=hp.momentum,
                        nesterov=hp.nesterov, weight_decay=hp.weight_decay)
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        if not hp.warmup_epochs:  # the study's protocol, stepped once an epoch
+            sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        # linear warmup over the first warmup_epochs, step by step, then the same step decay
+        per_epoch = max(1, self.trainer.estimated_stepping_batches // self.trainer.max_epochs)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_factor(hp.warmup_epochs, per_epoch,
+                                                                      list(hp.milestones), hp.gamma))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def warmup_factor(warmup_epochs: int, steps_per_epoch: int, milestones: list[int], gamma: float):
+    """The lr multiplier at optimiser step ``step``: (step + 1)/(warmup steps) during the warmup, times
+    gamma for every milestone epoch reached (the same decay as MultiStepLR)."""
+    warmup = warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        epoch = step // steps_per_epoch
+        return min(1.0, (step + 1) / warmup) * gamma ** sum(epoch >= m for m in milestones)
+
+    return factor

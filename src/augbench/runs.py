@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import socket
 import tempfile
@@ -80,6 +81,21 @@ class RunRecord:
         return metrics
 
 
+def collapse_reason(train_loss: float | None, test_acc1: float | None, num_classes: int) -> str | None:
+    """Why a finished run counts as collapsed (it never left chance), or None.
+
+    Collapsed: the final training loss is within 5% of ln K (a uniform prediction), or test accuracy is
+    within 2 points of chance (1/K). Such runs happen under the study's protocol (LeNet at lr 0.1 stays
+    at chance for about 1 seed in 12) and would pull a mean far below what the regime does."""
+    reasons = []
+    chance_loss = math.log(num_classes)
+    if train_loss is not None and math.isfinite(train_loss) and abs(train_loss - chance_loss) <= 0.05 * chance_loss:
+        reasons.append(f"final training loss {train_loss:.3f} is within 5% of ln K = {chance_loss:.3f}")
+    if test_acc1 is not None and abs(test_acc1 - 1 / num_classes) <= 0.02:
+        reasons.append(f"test accuracy {100 * test_acc1:.2f}% is within 2 points of chance ({100 / num_classes:.2f}%)")
+    return "; ".join(reasons) or None
+
+
 def describe_status(m: dict) -> str:
     """A run's status in words, with the first line of its error."""
     status = m.get("status", "?")
@@ -130,6 +146,9 @@ def resume_checkpoint(folder: Path) -> str | None:
 COSMETIC = {"output_dir", "progress_refresh_rate", "trainer.enable_progress_bar", "trainer.enable_model_summary",
             "trainer.log_every_n_steps", "trainer.devices", "runs_per_gpu", "gpu_slot_dir",
             "run_lock.stale_after_s", "run_lock.heartbeat_s"}
+# the evaluation suite reads the final weights and changes nothing they compute: a finished run is
+# evaluated with another suite by ``python -m augbench.evaluate``, never retrained
+COSMETIC_PREFIXES = ("aug.callbacks", "eval.")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -145,7 +164,7 @@ def flatten(d: dict, prefix: str = "") -> dict:
 
 # keys added since a run may have completed, with the value that run had in effect: a finished grid
 # stays finished when augbench learns a new knob
-ADDED = {"optim.label_smoothing": 0.0, "aug.center": "uniform", "aug.sigma": 0.25, "aug.fixed_lam": None,
+ADDED = {"optim.label_smoothing": 0.0, "optim.warmup_epochs": 0, "data.label_noise": 0.0, "aug.center": "uniform", "aug.sigma": 0.25, "aug.fixed_lam": None,
          "aug.label_mode": "area", "aug.schedule": False, "aug.layer": 0}
 
 
@@ -153,7 +172,7 @@ def same_config(a: dict, b: dict) -> bool:
     # aug.callbacks is built from the aug.* knobs (compared one by one) by interpolation: comparing the
     # list as well would tell a run from before a knob existed apart from today's
     strip = lambda c: ADDED | {k: v for k, v in flatten(c).items()  # noqa: E731
-                               if k not in COSMETIC and not k.startswith("aug.callbacks")}
+                               if k not in COSMETIC and not k.startswith(COSMETIC_PREFIXES)}
     return strip(a) == strip(b)
 
 

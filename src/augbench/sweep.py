@@ -203,10 +203,12 @@ class SweepSummary(Callback):
         stale_after = OmegaConf.select(config, "run_lock.stale_after_s", default=600)
         left = {Path(f).resolve(): owner for f, owner in LEFT_TO_OTHERS}
         runs = sorted(p.parent for p in sweep_dir.rglob("metrics.json"))
-        bad, elsewhere = [], []
+        bad, elsewhere, collapsed = [], [], []
         for r in runs:
             m = read_metrics(r) or {}
             if m.get("status") in ("completed", "fast_dev_run"):
+                if m.get("collapsed"):
+                    collapsed.append(f"  {_rel(r, sweep_dir)}: {m.get('collapse_reason')}")
                 continue
             if r.resolve() in left or live_owner(r, stale_after):  # another process is on it
                 elsewhere.append(r)
@@ -216,6 +218,9 @@ class SweepSummary(Callback):
             lines = [f"  {_rel(Path(f), sweep_dir)}: {_state(Path(f))} (taken by {owner})" for f, owner in left.items()]
             print(f"augbench: {len(left)} runs were left to another process that was training them:\n"
                   + "\n".join(lines), flush=True)
+        if collapsed:  # completed, so not a failure; but its numbers are not the regime's
+            print(f"augbench: {len(collapsed)} completed runs collapsed (never left chance); the report leaves them "
+                  "out of its means unless --keep-collapsed:\n" + "\n".join(collapsed), flush=True)
         if not bad:
             if elsewhere:
                 print(f"augbench: sweep finished: {len(runs) - len(elsewhere)} of {len(runs)} runs in {sweep_dir} "

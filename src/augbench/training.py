@@ -5,6 +5,7 @@ The Hydra entry point (``train.py``) is a thin wrapper; tests call ``train`` dir
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -23,7 +24,8 @@ from augbench.checkpoints import AtomicCheckpointIO
 from augbench.config import check_accelerator, validate
 from augbench.module import Classifier, device_name
 from augbench.runlock import RunLock
-from augbench.runs import RunRecord, completed_run, flatten, resume_checkpoint
+from augbench.monitors import LabelNoiseMonitor
+from augbench.runs import RunRecord, atomic_write, collapse_reason, completed_run, flatten, resume_checkpoint
 from augbench.slurm import stopped_by_slurm
 
 log = logging.getLogger("augbench")
@@ -102,6 +104,34 @@ def trainer_settings(cfg: DictConfig, device: torch.device) -> dict:
     return settings
 
 
+LABEL_NOISE_FILE = "label_noise.json"
+
+
+def save_label_noise(out: Path, noise: dict) -> None:
+    """Which training images got a random label, saved with the run (indices into the training file)."""
+    drawn = noise["drawn_file_index"].tolist()
+    record = {"rate": noise["rate"], "effective_rate": noise["effective_rate"], "n_train": noise["n_train"],
+              "drawn_file_index": drawn,
+              "label": noise["targets"][noise["drawn"]].tolist(), "true_label": noise["true"][noise["drawn"]].tolist()}
+    atomic_write(out / LABEL_NOISE_FILE, lambda fh: fh.write(json.dumps(record).encode()))
+
+
+def log_eval(logger: TensorBoardLogger, results: dict, step: int) -> None:
+    """The suite's numbers as TensorBoard scalars, eval/<measure>/<key>."""
+    flat = {}
+
+    def walk(d: dict, prefix: str) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}/")
+            elif isinstance(v, (int, float)) and not isinstance(v, bool):
+                flat[f"{prefix}{k}"] = v
+
+    walk({k: v for k, v in results.items() if k != "calibration_bins"}, "eval/")
+    if flat:
+        logger.log_metrics(flat, step=step)
+
+
 def train(cfg: DictConfig, gpu: int | None = None) -> dict:
     """Train, test on the final-epoch weights, write metrics.json; return the metrics.
 
@@ -133,6 +163,9 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
     datamodule = instantiate(cfg.data)
     datamodule.load()  # a missing or corrupt dataset fails here, before training
     spec = datamodule.spec
+    suite = instantiate(cfg.eval)  # what is measured on the final weights beyond accuracy (conf/eval)
+    if datamodule.noise is not None:
+        save_label_noise(out, datamodule.noise)
 
     device = run_device(cfg, gpu)
     precision = resolve_precision(cfg.trainer.precision, device)
@@ -145,6 +178,7 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
     callbacks = [instantiate(c) for c in cfg.aug.callbacks]  # order matters: crop/flip before cut/mix
     callbacks += [
         GalleryLogger(),
+        *([LabelNoiseMonitor()] if datamodule.noise is not None else []),
         EpochRecord(record),
         # saved at the end of every training epoch, after the NaN check, atomically
         ModelCheckpoint(dirpath=out, filename="last", save_top_k=1, save_on_train_epoch_end=True,
@@ -175,6 +209,10 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
         raise
 
     final = model.history[-1] if model.history else {}
+    collapsed = collapse_reason(final.get("train_loss"), test["test/acc1"], spec.num_classes)
+    if collapsed:
+        log.warning("%s collapsed: %s. The report leaves such runs out of its means (see optim.warmup_epochs)",
+                    out, collapsed)
     fields = {
         "experiment": cfg.experiment_name,
         "data": spec.name, "model": cfg.model.name, "aug": cfg.aug.name, "seed": cfg.seed,
@@ -183,10 +221,25 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
         "epochs": trainer.current_epoch,
         "precision": precision,
         "device": device_name(device),
+        "collapsed": collapsed is not None, "collapse_reason": collapsed,
         "history": {k: [row.get(k) for row in model.history] for k in model.history[0]} if model.history else {},
     }
+    if datamodule.noise is not None:
+        fields["label_noise"] = {k: datamodule.noise[k] for k in ("rate", "effective_rate", "n_drawn", "n_corrupted",
+                                                                   "n_train")} | {"indices_file": LABEL_NOISE_FILE}
+    if tests := [v for v in fields["history"].get("test_acc1", []) if v is not None]:
+        fields["best_test_acc1"] = max(tests)  # curves only: the study reports the final epoch
     # fast_dev_run results are not results: a relaunch trains for real
-    metrics = record.write("fast_dev_run" if debug else "completed", ended=True, **fields)
+    status = "fast_dev_run" if debug else "completed"
+    metrics = record.write(status, ended=True, **fields)  # the training result is safe before evaluation starts
+    try:
+        if not debug:
+            fields["eval"] = suite.run(model, datamodule, out, device, precision)
+    except Exception as e:  # the run stays completed; `python -m augbench.evaluate` can redo the suite
+        log.error("%s: the evaluation suite failed (%s: %s); the trained run is kept", out, type(e).__name__, e)
+        fields["eval_error"] = f"{type(e).__name__}: {e}"
+    metrics = record.write(status, ended=True, **fields)
+    log_eval(logger, fields.get("eval", {}), trainer.global_step)
     hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(config).items()
                if "callbacks" not in k}
     logger.log_hyperparams(hparams, {f"hp/{k}": metrics[k] for k in ("test_acc1", "test_acc5")}
