@@ -145,7 +145,7 @@ def test_row_order_unknown_names_and_duplicates(tmp_path):
 
 def test_write_report_renders_everything(grid):
     written = R.write_report(grid)
-    names = {"table1.md", "table1.csv", "table1.tex", "report.md",
+    names = {"table1.md", "table1.csv", "table1.tex", "report.md", "significance.csv",
              "curves_cifar10_resnet18.png", "curves_cifar100_lenet.png"}
     assert set(written) == names
     assert all(p.parent == grid and p.exists() for p in written.values())
