@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -119,18 +120,54 @@ def lenet(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
 
 
 # --- DenseNet-BC (growth 12, blocks 6-12-24-16, compression 0.5) -----------------------------
+# Two changes cut the kernels of a training step without changing a number (same parameters, same
+# state-dict keys, outputs equal; benchmarks/densenet.md measures them): the 120 batch-norm step
+# counters are incremented by one multi-tensor op per forward instead of one op each, and under a
+# lower-precision autocast the conv weights are cast by one op (a concatenation, cast, and views)
+# instead of one cast per convolution (and the same in the backward pass). ``memory_efficient``
+# recomputes each layer's concatenation, normalisation and 1x1 convolution in the backward pass
+# instead of keeping them (less memory, more kernels and time: off by default).
+
+
+class DenseBN(nn.BatchNorm2d):
+    """BatchNorm2d whose step counter ``num_batches_tracked`` is advanced by its DenseNet, all at once
+    (when ``counted_outside``); momentum is set, so the counter never enters the computation."""
+
+    counted_outside = False
+
+    def forward(self, x):
+        if not self.counted_outside:
+            return super().forward(x)
+        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, self.training,
+                            self.momentum, self.eps)
+
+
+class DenseConv(nn.Conv2d):
+    """Conv2d that uses ``cast_weight`` (set by its DenseNet for one forward) in place of its weight."""
+
+    cast_weight = None
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight if self.cast_weight is None else self.cast_weight, self.bias)
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, in_planes: int, growth: int):
+    def __init__(self, in_planes: int, growth: int, memory_efficient: bool = False):
         super().__init__()
-        self.bn1 = nn.BatchNorm2d(in_planes)
-        self.conv1 = nn.Conv2d(in_planes, 4 * growth, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(4 * growth)
-        self.conv2 = nn.Conv2d(4 * growth, growth, 3, padding=1, bias=False)
+        self.bn1 = DenseBN(in_planes)
+        self.conv1 = DenseConv(in_planes, 4 * growth, 1, bias=False)
+        self.bn2 = DenseBN(4 * growth)
+        self.conv2 = DenseConv(4 * growth, growth, 3, padding=1, bias=False)
+        self.memory_efficient = memory_efficient
+
+    def bottleneck(self, x):
+        return self.conv1(F.relu(self.bn1(x)))
 
     def forward(self, x):
-        out = self.conv1(F.relu(self.bn1(x)))
+        if self.memory_efficient and self.training and x.requires_grad:
+            out = checkpoint(self.bottleneck, x, use_reentrant=False)
+        else:
+            out = self.bottleneck(x)
         out = self.conv2(F.relu(self.bn2(out)))
         return torch.cat([out, x], 1)
 
@@ -138,40 +175,79 @@ class Bottleneck(nn.Module):
 class Transition(nn.Module):
     def __init__(self, in_planes: int, out_planes: int):
         super().__init__()
-        self.bn = nn.BatchNorm2d(in_planes)
-        self.conv = nn.Conv2d(in_planes, out_planes, 1, bias=False)
+        self.bn = DenseBN(in_planes)
+        self.conv = DenseConv(in_planes, out_planes, 1, bias=False)
 
     def forward(self, x):
         return F.avg_pool2d(self.conv(F.relu(self.bn(x))), 2)
 
 
+def _flat(w: torch.Tensor) -> torch.Tensor:
+    """``w`` as a 1-d view in its memory order (NCHW or channels_last)."""
+    return w.reshape(-1) if w.is_contiguous() else w.permute(0, 2, 3, 1).reshape(-1)
+
+
+def _unflat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A view of ``flat`` with the shape and strides of ``like`` (the inverse of ``_flat``)."""
+    if like.is_contiguous():
+        return flat.view(like.shape)
+    o, i, h, w = like.shape
+    return flat.view(o, h, w, i).permute(0, 3, 1, 2)
+
+
 class DenseNet(nn.Module):
     def __init__(self, blocks=(6, 12, 24, 16), growth: int = 12, reduction: float = 0.5,
-                 in_channels: int = 3, num_classes: int = 10):
+                 in_channels: int = 3, num_classes: int = 10, *, batch_counters: bool = True,
+                 one_weight_cast: bool = True, memory_efficient: bool = False):
         super().__init__()
         planes = 2 * growth
-        self.conv1 = nn.Conv2d(in_channels, planes, 3, padding=1, bias=False)
+        self.conv1 = DenseConv(in_channels, planes, 3, padding=1, bias=False)
         stages = []
         for i, n in enumerate(blocks):
             for _ in range(n):
-                stages.append(Bottleneck(planes, growth))
+                stages.append(Bottleneck(planes, growth, memory_efficient))
                 planes += growth
             if i < len(blocks) - 1:  # no transition after the last dense block
                 out_planes = int(math.floor(planes * reduction))
                 stages.append(Transition(planes, out_planes))
                 planes = out_planes
         self.features = nn.Sequential(*stages)
-        self.bn = nn.BatchNorm2d(planes)
+        self.bn = DenseBN(planes)
         self.linear = nn.Linear(planes, num_classes)
+        self.batch_counters, self.one_weight_cast = batch_counters, one_weight_cast
+        self._bns = [m for m in self.modules() if isinstance(m, DenseBN)]
+        self._convs = [m for m in self.modules() if isinstance(m, DenseConv)]
+        for m in self._bns:
+            m.counted_outside = batch_counters
+
+    def _weight_dtype(self, x) -> torch.dtype | None:
+        """The autocast dtype the convolutions would cast their fp32 weights to, else None."""
+        device = x.device.type
+        if not (self.one_weight_cast and torch.is_autocast_enabled(device)) or torch.compiler.is_compiling():
+            return None  # (the compiler fuses the casts itself)
+        dtype = torch.get_autocast_dtype(device)
+        return dtype if dtype != torch.float32 and self.conv1.weight.dtype == torch.float32 else None
 
     def forward(self, x):
-        out = F.relu(self.bn(self.features(self.conv1(x))))
+        if self.batch_counters and self.training:
+            torch._foreach_add_([m.num_batches_tracked for m in self._bns], 1)
+        dtype = self._weight_dtype(x)
+        if dtype is not None:  # one cast for every conv weight, as the views the convs then use
+            weights = [m.weight for m in self._convs]
+            flat = torch.cat([_flat(w) for w in weights]).to(dtype)
+            for m, w, piece in zip(self._convs, weights, flat.split([w.numel() for w in weights])):
+                m.cast_weight = _unflat(piece, w)
+        try:
+            out = F.relu(self.bn(self.features(self.conv1(x))))
+        finally:
+            for m in self._convs:
+                m.cast_weight = None
         return self.linear(out.mean((2, 3)))  # global average pool, deterministic on CUDA (see ResNet)
 
 
 @register("densenet")
-def densenet(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
-    return DenseNet(in_channels=in_channels, num_classes=num_classes)
+def densenet(in_channels: int = 3, num_classes: int = 10, **options) -> nn.Module:
+    return DenseNet(in_channels=in_channels, num_classes=num_classes, **options)
 
 
 # --- VGG-11 with BatchNorm -------------------------------------------------------------------

@@ -88,7 +88,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def main(argv=None) -> dict:
+def main(argv=None) -> dict | int:
+    """The benchmark (returns its result dict); with --project, --check-kernels, --update-kernels or
+    --densenet the projection's command instead (returns its exit code)."""
+    from augbench.bench import projcli
+
+    if projcli.wanted(sys.argv[1:] if argv is None else argv):
+        return projcli.main(argv)
     args = parse_args(argv)
     device = torch.device(args.device)
     if args.threads:

@@ -60,6 +60,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 from torch.utils.flop_counter import flop_registry
 
+from augbench.data import SPECS
+
 aten = torch.ops.aten
 
 FREE = {"_unsafe_view", "_reshape_alias", "sym_size", "sym_stride", "sym_numel", "sym_storage_offset",
@@ -165,6 +167,7 @@ class KernelCounter(TorchDispatchMode):
         self.syncs: dict[str, Counter] = defaultdict(Counter)
         self.bytes: Counter = Counter()
         self.flops: Counter = Counter()
+        self.op_bytes: dict[str, Counter] = defaultdict(Counter)
 
     @contextlib.contextmanager
     def phase(self, name: str):
@@ -179,7 +182,9 @@ class KernelCounter(TorchDispatchMode):
         k, name = kernels_of(func, args, kwargs, out), op_name(func)
         if k:
             self.kernels[self.current][name] += k
-            self.bytes[self.current] += bytes_of(args, kwargs, out)
+            moved = bytes_of(args, kwargs, out)
+            self.bytes[self.current] += moved
+            self.op_bytes[self.current][name] += moved
             self.flops[self.current] += flops_of(func, args, kwargs, out)
         else:
             self.free[self.current][name] += 1
@@ -204,3 +209,67 @@ def count_kernels(fn, *args, **kwargs) -> Counter:
     with KernelCounter() as counter:
         fn(*args, **kwargs)
     return counter.total()
+
+
+# --- a training step, phase by phase -------------------------------------------------------------
+
+GPU_STEP = dict(precision="bf16-mixed", channels_last=True, fused=True)  # what training uses on a recent GPU
+CIFAR_SPEC = SPECS["cifar10"]
+
+
+def synthetic_host(images: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A resident uint8 CIFAR-shaped training set (kernel counts do not depend on pixel values)."""
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (images, 3, 32, 32), dtype=torch.uint8, generator=g),
+            torch.randint(0, 10, (images,), generator=g))
+
+
+class StepCounter:
+    """augbench's training step of ``model`` on the CPU with the GPU's settings, built once and counted
+    (or timed) under one regime after another: ``count(callbacks)`` swaps the regime's callbacks in and
+    counts one step by phase (see ``count_step``)."""
+
+    def __init__(self, model: str, *, batch_size: int = 128, steps: int = 32, net: torch.nn.Module | None = None,
+                 seed: int = 0, **settings):
+        from augbench.bench.pipelines import augbench_step
+
+        self.counter, self.augs, self.i = KernelCounter(), [], 1
+        torch.manual_seed(seed)
+        # one epoch long enough for every step this counter will take: no epoch boundary inside
+        self.step = augbench_step(model, synthetic_host((steps + 1) * batch_size, seed), CIFAR_SPEC, torch.device("cpu"),
+                                  self.augs, batch_size, net=net, phase=self._phase, **(GPU_STEP | settings))
+        self.step(0)  # momentum buffers exist from here on, as in every later step
+
+    def _phase(self, name):
+        return self.counter.phase(name)
+
+    def use(self, callbacks: list) -> None:
+        for cb in callbacks:
+            cb.prepare(CIFAR_SPEC.mean, CIFAR_SPEC.std, torch.device("cpu"))
+        self.augs[:] = callbacks  # the step reads this very list
+
+    def run(self) -> None:
+        """One uncounted step under the current callbacks."""
+        self.step(self.i)
+        self.i += 1
+
+    def count(self, callbacks: list) -> KernelCounter:
+        self.use(callbacks)
+        self.counter = KernelCounter()
+        with self.counter:
+            self.run()
+        return self.counter
+
+
+def count_step(model: str, callbacks: list, *, batch_size: int = 128, net: torch.nn.Module | None = None,
+               seed: int = 0, **settings) -> KernelCounter:
+    """The kernels of one training step of ``model`` under ``callbacks`` (a regime of ``conf/aug``), by
+    phase: data (the batch taken from the resident set and normalised), augmentation (each callback's
+    ``apply``, as ``on_train_batch_start`` calls it), forward, loss (the rest of ``training_step``:
+    loss, train metrics, the NaN watch), backward, optimizer (zero_grad and step).
+
+    ``settings`` (precision, channels_last, fused) default to ``GPU_STEP``. The second step of an epoch
+    is counted, after an uncounted first step (momentum buffers exist then, as in every later step):
+    once-per-epoch work (the epoch's permutation, reseeding) and periodic work (the NaN check reads
+    the loss flag every 50 steps) are left out."""
+    return StepCounter(model, batch_size=batch_size, steps=2, net=net, seed=seed, **settings).count(callbacks)

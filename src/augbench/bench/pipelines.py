@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import resource
@@ -28,18 +29,29 @@ def _batches(loader: DeviceLoader):
         yield from loader
 
 
+def _no_phase(name: str):
+    return contextlib.nullcontext()
+
+
 def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size: int, compile_: bool | str = False,
-                  *, channels_last: bool | None = None, precision: str | None = None, fused: bool | None = None):
+                  *, channels_last: bool | None = None, precision: str | None = None, fused: bool | None = None,
+                  net: torch.nn.Module | None = None, phase=_no_phase):
     """augbench's training step: resident uint8 batch, device augmentation, Classifier step, SGD.
 
     ``channels_last``, ``precision`` (a resolved Trainer precision: autocast dtype, and the gradient
     scaler of 16-mixed) and ``fused`` (SGD) default to what training uses on ``device``; ``compile_`` is
-    True for torch.compile's default mode or the name of a mode. The returned ``step(i)`` carries its
-    optimiser and scaler as ``step.opt`` and ``step.scaler``."""
+    True for torch.compile's default mode or the name of a mode; ``net`` replaces the backbone that
+    ``model`` names (a variant of it). ``phase(name)`` is entered around each part of the step, in the
+    order the Trainer runs them: data, augmentation, loss (with forward inside it), optimizer (zero_grad),
+    backward, optimizer (step); the kernel counter files ops by it. The returned ``step(i)`` carries its
+    module, optimiser and scaler as ``step.module``, ``step.opt`` and ``step.scaler``."""
     x, y = (t.to(device) for t in host)  # resident for as long as the step lives
     channels_last = device.type == "cuda" if channels_last is None else channels_last
     precision = resolve_precision(precision or "auto", device)
-    module = Classifier(model, spec.channels, spec.num_classes, channels_last=channels_last).to(device)
+    module = Classifier(model, spec.channels, spec.num_classes, channels_last=channels_last)
+    if net is not None:
+        module.net = net.to(memory_format=torch.channels_last) if channels_last else net
+    module = module.to(device)
     if compile_:
         module.net = torch.compile(module.net, mode=None if compile_ is True else compile_)
     if fused is None:  # what the Trainer gets: make_sgd for the module's device
@@ -51,16 +63,35 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
         a.prepare(spec.mean, spec.std, device)
     stream = _batches(DeviceLoader(x, y, batch_size, spec.mean, spec.std, shuffle=True, drop_last=True))
 
-    def step(i):
-        batch = next(stream)
-        for a in augs:  # in the order of the callbacks list, as the Trainer calls them
-            a.apply(batch)
-        with _amp(device, precision):
-            loss = module.training_step(batch, i)
-        opt.zero_grad(set_to_none=True)
-        _backward_step(loss, opt, scaler)
+    forward = module.forward
 
-    step.opt, step.scaler = opt, scaler
+    def forward_phase(*a, **kw):
+        with phase("forward"):
+            return forward(*a, **kw)
+
+    if phase is not _no_phase:
+        module.forward = forward_phase
+
+    def step(i):
+        with phase("data"):
+            batch = next(stream)
+        with phase("augmentation"):
+            for a in augs:  # in the order of the callbacks list, as the Trainer calls them
+                a.apply(batch)
+        with _amp(device, precision), phase("loss"):
+            loss = module.training_step(batch, i)
+        with phase("optimizer"):
+            opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            with phase("backward"):
+                _backward_step(loss, opt, scaler)
+            return
+        with phase("backward"):
+            loss.backward()
+        with phase("optimizer"):
+            opt.step()
+
+    step.module, step.opt, step.scaler = module, opt, scaler
     return step
 
 

@@ -1,0 +1,246 @@
+"""A projection, not a measurement: the GPU cost of the grid from what a training step launches.
+
+Per backbone × regime of ``conf/aug`` this counts, on the CPU, the kernels, FLOPs and bytes of one
+training step with the GPU's settings (:mod:`augbench.bench.kernels`), measures the step's host time
+on this CPU, and models the step on a GPU profile as
+
+    step = max(host, device)
+    host = kernels × launch cost + framework overhead            (eager: one launch per kernel)
+         = graph launch + framework overhead                     (whole-step CUDA graph)
+    device = FLOPs / (peak × flop_eff) + bytes / (bandwidth × bw_eff) + kernels × device floor
+
+and with K runs sharing one GPU (host work of the K processes overlaps, their device work adds up):
+per-run step = max(host, K × device), K runs at once. Epoch = 312 steps (40,000 training images,
+batches of 128, the last partial batch dropped); run = 200 epochs; grid = 2 datasets × 4 backbones × 5
+regimes × 5 seeds. Validation, testing, checkpoints and process start-up are left out.
+
+Host time measured here: the step's wall time on this CPU at batch sizes 2 and 8 (one thread, medians
+of interleaved steps), extrapolated linearly to batch size 0: what is left is the time that does not
+grow with the batch (Python, Lightning-free step code, dispatcher, autograd, allocator and per-op
+set-up), the part a GPU host pays as well.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from augbench.bench.common import EPOCH_IMAGES, RUN_EPOCHS, _log
+from augbench.bench.kernels import GPU_STEP, KernelCounter, StepCounter
+
+BATCH = 128
+STEPS_PER_EPOCH = EPOCH_IMAGES // BATCH  # the training loader drops the last partial batch
+GRID = {"datasets": 2, "seeds": 5, "regimes": ("baseline", "baseline_plus", "cutout", "mixup", "cutmix")}
+PHASES = ("data", "augmentation", "forward", "loss", "backward", "optimizer")
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    peak_tflops: float  # dense bf16 tensor-core peak
+    hbm_tbps: float
+    source: str
+
+
+PROFILES = {
+    "h100": Profile("NVIDIA H100 SXM5 80 GB", 989.4, 3.35,
+                    "NVIDIA H100 Tensor Core GPU datasheet: BF16 1,979 TFLOP/s with sparsity = 989 dense; "
+                    "HBM3 3.35 TB/s"),
+    "a100": Profile("NVIDIA A100 SXM4 80 GB", 312.0, 2.039,
+                    "NVIDIA A100 Tensor Core GPU datasheet: BF16 312 TFLOP/s dense; HBM2e 2,039 GB/s"),
+    "h200": Profile("NVIDIA H200 SXM 141 GB", 989.4, 4.8,
+                    "NVIDIA H200 Tensor Core GPU datasheet: BF16 1,979 TFLOP/s with sparsity = 989 dense; "
+                    "HBM3e 4.8 TB/s"),
+}
+ASSUMPTIONS = {  # knob: (default, what it is and where the default comes from)
+    "launch_us": (5.0, "host time per kernel launched in eager mode: Python, dispatcher, autograd and "
+                       "cudaLaunchKernel. cudaLaunchKernel alone costs 2-4 µs on current drivers and "
+                       "PyTorch's eager per-op overhead is of the same order on a fast server CPU; this "
+                       "CPU's measured figure (host µs per kernel, in the tables) is the pessimistic bound"),
+    "graph_launch_us": (20.0, "host time of one whole-step CUDA graph replay (cudaGraphLaunch of a graph "
+                              "of thousands of nodes; a few µs plus a small cost per node): an assumption"),
+    "device_floor_us": (1.0, "device time every kernel takes at least, on top of its FLOPs and bytes "
+                             "(launch latency and tail on the GPU, inside a graph too): an assumption"),
+    "flop_eff": (0.30, "attainable fraction of the dense bf16 peak for CIFAR-sized convolutions (32×32 "
+                       "and smaller maps, 12-512 channels): cuDNN/cuBLAS reach near peak only for large, "
+                       "aligned GEMMs (NVIDIA Deep Learning Performance Guide, 'Matrix multiplication "
+                       "background'), so a third of peak is an assumption on the generous side"),
+    "bw_eff": (0.75, "attainable fraction of HBM bandwidth for memory-bound elementwise, normalisation and "
+                     "copy kernels (STREAM-like kernels reach 80-90%; small kernels less): an assumption"),
+}
+
+
+def assumptions(args) -> dict:
+    return {k: getattr(args, k) for k in ASSUMPTIONS}
+
+
+# --- measurements on the CPU ----------------------------------------------------------------------------
+
+
+def _median_interleaved(fns: list, rounds: int) -> list[float]:
+    for fn in fns:
+        fn()
+    times = [[] for _ in fns]
+    for _ in range(rounds):
+        for t, fn in zip(times, fns):
+            t0 = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
+
+
+class HostTimer:
+    """The step's host time on this CPU: batches of 2 and 8, extrapolated to batch 0 (one thread)."""
+
+    SIZES = (2, 8)
+
+    def __init__(self, model: str, rounds: int, net_fn=None, **settings):
+        self.rounds = rounds
+        self.steps = [StepCounter(model, batch_size=b, steps=2 * rounds * 16 + 8, net=net_fn() if net_fn else None,
+                                  **settings) for b in self.SIZES]
+
+    def time(self, make_callbacks) -> dict:
+        for s in self.steps:
+            s.use(make_callbacks())
+        t_small, t_large = _median_interleaved([s.run for s in self.steps], self.rounds)
+        (b0, b1) = self.SIZES
+        per_image = (t_large - t_small) / (b1 - b0)
+        host = min(max(t_small - b0 * per_image, 0.0), t_small)
+        return {"host_s": host, "step_s_batch2": t_small, "step_s_batch8": t_large}
+
+
+def framework_overhead(batches: int, epochs: int) -> dict:
+    """Lightning's host time per step over augbench's own step loop (LeNet, CropFlip, bf16-mixed, this
+    CPU, one thread, no progress bar or logger), and the kernels the Trainer adds per step. Per step
+    means the difference between epochs of 2n and n steps, so the once-per-epoch work (hooks, metric
+    compute, the loader's permutation) drops out; the loops' epochs are interleaved."""
+    from augbench.bench.common import _one_thread
+    from augbench.bench.pipelines import augbench_step
+    from augbench.bench.trainer import _trainer_epoch
+    from augbench.callbacks import CropFlip
+    from augbench.data import AugDataModule
+    from augbench.fakedata import write_fake_cifar
+    from augbench.module import Classifier
+
+    cpu, n = torch.device("cpu"), batches
+    with tempfile.TemporaryDirectory(prefix="augbench-projection-") as tmp, _one_thread(cpu):
+        root = write_fake_cifar(Path(tmp), (2 * n + 1) * BATCH, 64, cifar100=False)
+        dm = AugDataModule("cifar10", root=str(root), batch_size=BATCH, verify=False, download=False)
+        dm.load()
+        torch.manual_seed(0)
+        step = augbench_step("lenet", dm.host["train"], dm.spec, cpu, [CropFlip()], BATCH, precision="bf16-mixed")
+        module = Classifier("lenet", 3, 10)
+
+        def loop(k):
+            t = time.perf_counter()
+            for i in range(k):
+                step(i)
+            return time.perf_counter() - t
+
+        runs = {"trainer": lambda k: _trainer_epoch(module, dm, cpu, k, "bf16-mixed"), "loop": loop}
+        times = {(name, k): [] for name in runs for k in (n, 2 * n)}
+        for name, fn in runs.items():  # warm-up
+            fn(2)
+        for _ in range(epochs):
+            for (name, k), t in times.items():
+                t.append(runs[name](k))
+        med = {key: statistics.median(t) for key, t in times.items()}
+        per_step = {name: (med[(name, 2 * n)] - med[(name, n)]) / n for name in runs}
+        counts = []
+        for k in (n, 2 * n):
+            with KernelCounter() as c:
+                _trainer_epoch(Classifier("lenet", 3, 10), dm, cpu, k, "bf16-mixed")
+            counts.append(c.total().total())
+    own = StepCounter("lenet", channels_last=False, fused=False).count([CropFlip()]).total().total()
+    trainer_kernels = (counts[1] - counts[0]) / n
+    overhead = per_step["trainer"] - per_step["loop"]
+    return {"framework_us": max(overhead, 0.0) * 1e6, "measured_us": overhead * 1e6, "batches": n, "epochs": epochs,
+            "trainer_ms_per_step": per_step["trainer"] * 1e3, "loop_ms_per_step": per_step["loop"] * 1e3,
+            "trainer_kernels_per_step": trainer_kernels, "own_kernels_per_step": own,
+            "framework_kernels": max(round(trainer_kernels - own), 0)}
+
+
+def measure(models: list[str], regimes: dict, *, rounds: int, net_fns: dict | None = None) -> dict:
+    """{model: {regime: counts and host time}} for every backbone × regime, on the CPU."""
+    out = {}
+    net_fns = net_fns or {}
+    for model in models:
+        net_fn = net_fns.get(model)
+        t0 = time.perf_counter()
+        counter = StepCounter(model, steps=len(regimes) + 1, net=net_fn() if net_fn else None)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            timer = HostTimer(model, rounds, net_fn=net_fn) if rounds else None  # rounds 0: counts only
+            cells = {}
+            for regime, make in regimes.items():
+                torch.set_num_threads(threads)
+                c = counter.count(make())
+                torch.set_num_threads(1)
+                cells[regime] = cell(c) | (timer.time(make) if timer else {})
+        finally:
+            torch.set_num_threads(threads)
+        out[model] = cells
+        _log(f"projection {model}: " + ", ".join(f"{r} {c['kernels']}" for r, c in cells.items())
+             + f" kernels ({time.perf_counter() - t0:.0f} s)")
+    return out
+
+
+def cell(c: KernelCounter) -> dict:
+    s = c.summary()
+    return {"kernels": c.total().total(), "flops": sum(c.flops.values()), "bytes": sum(c.bytes.values()),
+            "host_syncs": sum(v["host_syncs"] for v in s.values()),
+            "phases": {p: {k: s[p][k] for k in ("kernels", "flops", "bytes")} for p in PHASES if p in s}}
+
+
+# --- the model --------------------------------------------------------------------------------------------
+
+
+def project_step(c: dict, p: Profile, a: dict, framework: dict) -> dict:
+    """Seconds per step on profile ``p`` under assumptions ``a``: eager, whole-step graph, K runs."""
+    kernels = c["kernels"] + framework["framework_kernels"]
+    fw = framework["framework_us"] * 1e-6
+    host = kernels * a["launch_us"] * 1e-6 + fw
+    host_here = c["host_s"] + fw
+    device = (c["flops"] / (p.peak_tflops * 1e12 * a["flop_eff"]) + c["bytes"] / (p.hbm_tbps * 1e12 * a["bw_eff"])
+              + kernels * a["device_floor_us"] * 1e-6)
+    graph_host = a["graph_launch_us"] * 1e-6 + fw
+    out = {"kernels": kernels, "host_s": host, "host_here_s": host_here, "device_s": device,
+           "eager_s": max(host, device), "eager_here_s": max(host_here, device), "graphs_s": max(graph_host, device),
+           "bound": "host" if host > device else "device"}
+    for k in (2, 4):  # K runs at once: each run's step, and the GPU's throughput in steps/s over all K
+        out[f"k{k}_run_step_s"] = max(host, k * device)
+        out[f"k{k}_s_per_step"] = out[f"k{k}_run_step_s"] / k
+    return out
+
+
+def grid_hours(steps: dict[str, dict[str, dict]], key: str) -> dict:
+    """Hours of the grid (and per backbone) from each cell's seconds per step ``key``."""
+    runs = GRID["datasets"] * GRID["seeds"]
+    per_model = {m: sum(runs * RUN_EPOCHS * STEPS_PER_EPOCH * cells[r][key] for r in GRID["regimes"] if r in cells) / 3600
+                 for m, cells in steps.items()}
+    return {"total": sum(per_model.values()), "per_backbone": per_model}
+
+
+def project(measured: dict, p: Profile, a: dict, framework: dict) -> dict:
+    steps = {m: {r: project_step(c, p, a, framework) for r, c in cells.items()} for m, cells in measured.items()}
+    keys = {"eager": "eager_s", "eager_host_measured_here": "eager_here_s", "graphs": "graphs_s",
+            "k2_eager": "k2_s_per_step", "k4_eager": "k4_s_per_step"}
+    floor = {m: {r: {"floor": c["flops"] / (p.peak_tflops * 1e12) + c["bytes"] / (p.hbm_tbps * 1e12)}
+                 for r, c in cells.items()} for m, cells in measured.items()}
+    return {"steps": steps, "grid_hours": {k: grid_hours(steps, v) for k, v in keys.items()}
+            | {"peak_floor": grid_hours(floor, "floor")}}
+
+
+def run_settings() -> dict:
+    return GPU_STEP | {"batch_size": BATCH, "steps_per_epoch": STEPS_PER_EPOCH, "epochs": RUN_EPOCHS,
+                       "grid": GRID | {"backbones": 4}}
+
+
+def profile_dict(name: str) -> dict:
+    return {"key": name} | asdict(PROFILES[name])
