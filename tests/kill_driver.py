@@ -1,6 +1,6 @@
 """Run one small training in this process and, if asked, SIGKILL it at a chosen point.
 
-    python tests/kill_driver.py OUT DATA_ROOT [epoch|checkpoint|test]
+    python tests/kill_driver.py OUT DATA_ROOT [epoch|last_epoch|checkpoint|test|none] [OVERRIDE ...]
 """
 
 import io
@@ -26,11 +26,12 @@ def die():
 
 
 def arm(point: str) -> None:
-    if point == "epoch":  # in the middle of the second epoch
+    if point in ("epoch", "last_epoch"):  # in the middle of the second (or the third and last) epoch
         step = module.Classifier.training_step
+        epoch = 1 if point == "epoch" else 2
 
         def training_step(self, batch, i):
-            if self.current_epoch == 1 and i == 2:
+            if self.current_epoch == epoch and i == 2:
                 die()
             return step(self, batch, i)
 
@@ -55,6 +56,6 @@ def arm(point: str) -> None:
 
 if __name__ == "__main__":
     out, root = Path(sys.argv[1]), Path(sys.argv[2])
-    if len(sys.argv) > 3:
+    if len(sys.argv) > 3 and sys.argv[3] != "none":
         arm(sys.argv[3])
-    training.train(make_cfg(out, OVERRIDES, root))
+    training.train(make_cfg(out, OVERRIDES + sys.argv[4:], root))

@@ -20,8 +20,8 @@ from conftest import TINY, make_cfg, write_fake_cifar
 DRIVER = Path(__file__).parent / "kill_driver.py"
 
 
-def drive(out, root, kill=None):
-    args = [sys.executable, str(DRIVER), str(out), str(root)] + ([kill] if kill else [])
+def drive(out, root, kill=None, *overrides):
+    args = [sys.executable, str(DRIVER), str(out), str(root), kill or "none", *overrides]
     return subprocess.run(args, capture_output=True, text=True, timeout=600)
 
 
@@ -39,16 +39,25 @@ def uninterrupted(tmp_path_factory, fake_cifar):
     return final_state(out)
 
 
-@pytest.mark.parametrize("kill", ["epoch", "checkpoint", "test"])
-def test_killed_run_resumes_to_bit_identical_result(tmp_path, fake_cifar, uninterrupted, kill):
-    r = drive(tmp_path, fake_cifar, kill)
+@pytest.mark.parametrize("kill, every", [("epoch", 1), ("checkpoint", 1), ("test", 1), ("last_epoch", 2),
+                                         ("epoch", 2)])
+def test_killed_run_resumes_to_bit_identical_result(tmp_path, fake_cifar, uninterrupted, kill, every):
+    """Checkpoints every epoch or every 2nd (then the killed run redoes up to one epoch): the reference
+    saved every epoch, so the result does not depend on the cadence either."""
+    cadence = f"trainer.checkpoint_every_n_epochs={every}"
+    r = drive(tmp_path, fake_cifar, kill, cadence)
     assert r.returncode == -9, r.stderr[-3000:]  # really killed
     status = json.loads((tmp_path / "metrics.json").read_text())["status"]
     assert status == "running"  # a killed run never claims to be finished
     if kill == "checkpoint":  # the torn file is a temp file; the previous checkpoint is intact
         assert list(tmp_path.glob(".last.ckpt.*.tmp")) and (tmp_path / "last.prev.ckpt").exists()
         assert not (tmp_path / "last.ckpt").exists()
-    r = drive(tmp_path, fake_cifar)  # the same command again
+    if every == 2 and kill == "last_epoch":  # killed in epoch 3 of 3: only epoch 2's checkpoint is there
+        assert torch.load(tmp_path / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 1
+        assert not (tmp_path / "last.prev.ckpt").exists()
+    if every == 2 and kill == "epoch":  # killed in epoch 2 of 3: no checkpoint yet, the rerun starts afresh
+        assert not (tmp_path / "last.ckpt").exists()
+    r = drive(tmp_path, fake_cifar, None, cadence)  # the same command again
     assert r.returncode == 0, r.stderr[-3000:]
     ckpt, metrics = final_state(tmp_path)
     ref_ckpt, ref_metrics = uninterrupted
@@ -60,10 +69,12 @@ def test_killed_run_resumes_to_bit_identical_result(tmp_path, fake_cifar, uninte
     for key in ("status", "test_acc1", "test_acc5", "test_loss", "val_acc1", "epochs", "history"):
         assert metrics[key] == ref_metrics[key], key
     # the run's time is that of both attempts, the killed one counted up to its last epoch end
-    assert ref_metrics["attempts"] == 1 and metrics["attempts"] == 2
-    assert all(t > 0 for t in metrics["attempt_seconds"]) and len(metrics["attempt_seconds"]) == 2
+    # (killed before its first checkpoint, a run starts afresh: one attempt, the one that counts)
+    attempts = 1 if (kill, every) == ("epoch", 2) else 2
+    assert ref_metrics["attempts"] == 1 and metrics["attempts"] == attempts
+    assert all(t > 0 for t in metrics["attempt_seconds"]) and len(metrics["attempt_seconds"]) == attempts
     assert metrics["wall_seconds"] == pytest.approx(sum(metrics["attempt_seconds"]), abs=0.02)
-    assert [a.get("ended") for a in metrics["attempt_log"]] == [None, "completed"]  # the first was killed
+    assert [a.get("ended") for a in metrics["attempt_log"]] == [None, "completed"][-attempts:]  # the first was killed
     assert not list(tmp_path.glob(".*.tmp"))  # no torn temp file left behind
 
 

@@ -81,15 +81,19 @@ class RunRecord:
         return metrics
 
 
-def collapse_reason(train_loss: float | None, test_acc1: float | None, num_classes: int) -> str | None:
+def collapse_reason(train_loss: float | None, test_acc1: float | None, num_classes: int,
+                    label_noise: float = 0.0) -> str | None:
     """Why a finished run counts as collapsed (it never left chance), or None.
 
     Collapsed: the final training loss is within 5% of ln K (a uniform prediction), or test accuracy is
-    within 2 points of chance (1/K). Such runs happen under the study's protocol (LeNet at lr 0.1 stays
-    at chance for about 1 seed in 12) and would pull a mean far below what the regime does."""
+    within 2 points of chance (1/K); with corrupted training labels only the second counts, since a
+    healthy run's loss on mostly random labels stays near ln K. Such runs happen under the study's
+    protocol (LeNet at lr 0.1 stays at chance for about 1 seed in 12) and would pull a mean far below
+    what the regime does."""
     reasons = []
     chance_loss = math.log(num_classes)
-    if train_loss is not None and math.isfinite(train_loss) and abs(train_loss - chance_loss) <= 0.05 * chance_loss:
+    near_chance_loss = train_loss is not None and abs(train_loss - chance_loss) <= 0.05 * chance_loss
+    if not label_noise and near_chance_loss:
         reasons.append(f"final training loss {train_loss:.3f} is within 5% of ln K = {chance_loss:.3f}")
     if test_acc1 is not None and abs(test_acc1 - 1 / num_classes) <= 0.02:
         reasons.append(f"test accuracy {100 * test_acc1:.2f}% is within 2 points of chance ({100 / num_classes:.2f}%)")
@@ -145,7 +149,7 @@ def resume_checkpoint(folder: Path) -> str | None:
 # keys that change how a run is shown, placed or scheduled, not what it computes
 COSMETIC = {"output_dir", "progress_refresh_rate", "trainer.enable_progress_bar", "trainer.enable_model_summary",
             "trainer.log_every_n_steps", "trainer.devices", "runs_per_gpu", "gpu_slot_dir",
-            "run_lock.stale_after_s", "run_lock.heartbeat_s"}
+            "run_lock.stale_after_s", "run_lock.heartbeat_s", "trainer.checkpoint_every_n_epochs"}
 # the evaluation suite reads the final weights and changes nothing they compute: a finished run is
 # evaluated with another suite by ``python -m augbench.evaluate``, never retrained
 COSMETIC_PREFIXES = ("aug.callbacks", "eval.")

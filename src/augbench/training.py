@@ -76,6 +76,29 @@ class EpochRecord(Callback):
         self.record.write("running")
 
 
+AUGBENCH_TRAINER_KEYS = ("checkpoint_every_n_epochs",)  # trainer.* keys that are augbench's, not the Trainer's
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` at the end of every N-th training epoch and always at the last one, whose weights
+    the evaluation suite and ``python -m augbench.evaluate`` read. A resumed run replays the epochs since
+    its checkpoint and ends bit-identical whatever N is: data order and augmentation draws depend on
+    (seed, epoch) only."""
+
+    def __init__(self, out: Path, every_n_epochs: int = 1):
+        super().__init__(dirpath=out, filename="last", save_top_k=1, save_on_train_epoch_end=True,
+                         enable_version_counter=False, every_n_epochs=every_n_epochs)
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        every = self._every_n_epochs
+        if trainer.current_epoch + 1 >= trainer.max_epochs:
+            self._every_n_epochs = 1
+        try:
+            super().on_train_epoch_end(trainer, pl_module)
+        finally:
+            self._every_n_epochs = every
+
+
 class KeepOnDevice(SingleDeviceStrategy):
     """Lightning's teardown after ``fit`` moves the model to the CPU and ``test`` moves it back. For
     a compiled model that means new parameter storage, so CUDA graphs are recorded again; keep it put."""
@@ -180,9 +203,8 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
         GalleryLogger(),
         *([LabelNoiseMonitor()] if datamodule.noise is not None else []),
         EpochRecord(record),
-        # saved at the end of every training epoch, after the NaN check, atomically
-        ModelCheckpoint(dirpath=out, filename="last", save_top_k=1, save_on_train_epoch_end=True,
-                        enable_version_counter=False),
+        # after the NaN check, atomically, every N epochs and at the last one
+        LastCheckpoint(out, cfg.trainer.checkpoint_every_n_epochs),
     ]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))  # a redraw per step costs time
@@ -190,7 +212,8 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
     overrides = trainer_settings(cfg, device)
     if not datamodule.eval_names:
         overrides["limit_val_batches"] = 0
-    trainer: L.Trainer = instantiate(cfg.trainer, precision=precision, callbacks=callbacks, logger=logger,
+    trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k not in AUGBENCH_TRAINER_KEYS])
+    trainer: L.Trainer = instantiate(trainer_cfg, precision=precision, callbacks=callbacks, logger=logger,
                                      plugins=[AtomicCheckpointIO()], default_root_dir=str(out), **overrides)
 
     debug = bool(cfg.trainer.fast_dev_run)
@@ -209,7 +232,7 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
         raise
 
     final = model.history[-1] if model.history else {}
-    collapsed = collapse_reason(final.get("train_loss"), test["test/acc1"], spec.num_classes)
+    collapsed = collapse_reason(final.get("train_loss"), test["test/acc1"], spec.num_classes, datamodule.label_noise)
     if collapsed:
         log.warning("%s collapsed: %s. The report leaves such runs out of its means (see optim.warmup_epochs)",
                     out, collapsed)
