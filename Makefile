@@ -8,7 +8,7 @@ GRID ?= multirun/grid
 HOST ?= localhost
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast test-slurm test-gpu gpu-check gallery report grid bench tensorboard clean
+.PHONY: help install train test test-fast test-slurm test-gpu gpu-check gallery report evaluate grid bench tensorboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ grid: install ## the whole study: 2 datasets x 4 models x 5 regimes x 5 seeds (r
 
 report: install ## Table 1, curves and report.md for a finished or partial grid (GRID=multirun/grid)
 	$(RUN) python -m augbench.report $(GRID) $(ARGS)
+
+evaluate: install ## the evaluation suite on a finished run or grid, resumably (GRID=multirun/grid ARGS=eval=full)
+	$(RUN) python -m augbench.evaluate $(GRID) $(ARGS)
 
 bench: install ## throughput of augbench vs the conventional pipeline; writes benchmarks/
 	$(RUN) python -m augbench.bench $(ARGS)

@@ -126,6 +126,18 @@ def test_standard_suite_runs_after_training_and_goes_to_metrics_figures_and_tens
     assert "eval/calibration/ece" in acc.Tags()["scalars"] and "eval/fgsm/8/255" in acc.Tags()["scalars"]
 
 
+def test_full_suite_adds_corruptions_and_says_they_are_procedural(tmp_path, fake_cifar):
+    m = _train(_tiny(tmp_path, fake_cifar, SMALL_SUITE[1:] + ["eval=full", "model=lenet",
+                                                               "eval.corruptions=[gaussian_noise,contrast]"]))
+    e = m["eval"]
+    assert e["suite"] == "full" and set(e["corruption"]) == {"gaussian_noise", "contrast"}
+    assert list(e["corruption"]["contrast"]) == ["1", "2", "3", "4", "5"]
+    assert e["corruption_source"].startswith("procedural") and "not the published" in e["corruption_source"]
+    assert e["corruption_mean_acc"] == pytest.approx(
+        sum(sum(v.values()) for v in e["corruption"].values()) / 10)
+    assert (tmp_path / "run" / e["figures"]["corruption"]).is_file()
+
+
 def test_a_failing_suite_keeps_the_trained_run(tmp_path, fake_cifar, monkeypatch):
     from augbench.evaluation import suite
 
