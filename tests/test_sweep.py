@@ -11,7 +11,7 @@ import pytest
 from hydra.types import RunMode
 from omegaconf import OmegaConf, open_dict
 
-from conftest import CONF, TINY
+from conftest import CONF, TINY, make_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -275,3 +275,20 @@ def test_family_and_cutmix_alpha_experiments():
         layer = compose("train", overrides=["experiment=cutmix_layer", "aug.layer=3", "seed=1"], return_hydra_config=True)
     assert layer.hydra.sweeper.params["aug.layer"] == "0,1,2,3,4" and layer.model.name == "resnet18"
     assert layer.hydra.sweep.subdir == "cifar100/resnet18/cutmix/layer=3/seed=1"
+
+
+def test_a_job_failing_before_its_run_starts_is_recorded_and_summarised(tmp_path, monkeypatch, capsys):
+    from augbench import sweep, training
+
+    def broken(cfg, gpu=None):
+        raise TypeError("Trainer.__init__() got an unexpected keyword argument")
+
+    monkeypatch.setattr(training, "train", broken)
+    monkeypatch.setattr(sweep, "_multirun", lambda: True)
+    cfg = make_cfg(tmp_path / "sweep" / "seed=0", TINY)
+    assert sweep.run_job(cfg) is None  # the sweep goes on
+    m = json.loads((tmp_path / "sweep" / "seed=0" / "metrics.json").read_text())
+    assert m["status"] == "failed" and "unexpected keyword" in m["error"] and m["config"]["seed"] == 0
+    with pytest.raises(SystemExit):
+        sweep.SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path / "sweep")}}}))
+    assert "1 of 1 runs" in capsys.readouterr().err

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from augbench.config import validate
 from augbench.errors import ConfigError, DatasetError, RunExistsError, RunLockedError
 from augbench.runlock import live_owner
-from augbench.runs import completed_run, describe_status, read_metrics
+from augbench.runs import completed_run, describe_status, read_metrics, write_metrics
 from augbench.slurm import watch_requeue_signal
 
 log = logging.getLogger("augbench")
@@ -66,7 +66,19 @@ def run_job(cfg: DictConfig) -> dict | None:
         raise
     except Exception as e:  # noqa: BLE001 - any failure of one job
         log.error("job %s failed: %s: %s", out, type(e).__name__, e)
+        record_early_failure(out, cfg, e)
         return None
+
+
+def record_early_failure(out: Path, cfg: DictConfig, e: BaseException) -> None:
+    """A job that failed before its run wrote metrics.json still leaves ``status: failed`` there, so
+    the sweep summary counts it; a finished or already recorded run is left as it is."""
+    status = (read_metrics(out) or {}).get("status")
+    if status in ("completed", "failed"):
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    write_metrics(out, {"status": "failed", "error": f"{type(e).__name__}: {e}",
+                        "config": OmegaConf.to_container(cfg, resolve=True)})
 
 
 @contextmanager
