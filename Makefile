@@ -8,7 +8,7 @@ GRID ?= multirun/grid
 HOST ?= localhost
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast test-slurm test-gpu gpu-check gallery report evaluate grid bench tensorboard clean
+.PHONY: help install train test test-fast test-slurm test-gpu gpu-check gallery report evaluate example grid bench tensorboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,11 @@ grid: install ## the whole study: 2 datasets x 4 models x 5 regimes x 5 seeds (r
 
 report: install ## Table 1, curves and report.md for a finished or partial grid (GRID=multirun/grid)
 	$(RUN) python -m augbench.report $(GRID) $(ARGS)
+
+example: install ## the Fashion-MNIST study and its label-noise check on this machine (resumable), report into docs/example/
+	$(RUN) python train.py --multirun experiment=fashion_study $(ARGS)
+	$(RUN) python train.py --multirun experiment=fashion_label_noise $(ARGS)
+	$(RUN) python -m augbench.example multirun/fashion_example docs/example
 
 evaluate: install ## the evaluation suite on a finished run or grid, resumably (GRID=multirun/grid ARGS=eval=full)
 	$(RUN) python -m augbench.evaluate $(GRID) $(ARGS)

@@ -58,7 +58,10 @@ class Classifier(L.LightningModule):
         # no input checks in the metrics: each one would be a host sync per step (NaN has its own watch)
         mean = lambda: MeanMetric(nan_strategy="disable")  # noqa: E731
         acc = lambda k: MulticlassAccuracy(num_classes, top_k=k, average="micro", validate_args=False)  # noqa: E731
-        self.train_loss, self.train_acc = mean(), mean()
+        # the epoch's summed training loss and accuracy, two in-place adds a step: a torchmetrics
+        # MeanMetric costs about ten module-attribute writes per update, host time on every step
+        self.register_buffer("train_sums", torch.zeros(2), persistent=False)
+        self._train_steps = 0
         splits = ("val", "test")
         self.acc1 = torch.nn.ModuleDict({s: acc(1) for s in splits})
         self.acc5 = torch.nn.ModuleDict({s: acc(min(5, num_classes)) for s in splits})
@@ -68,6 +71,14 @@ class Classifier(L.LightningModule):
         # one row per epoch: train and eval metrics as floats, saved in the checkpoint for resumes
         self.history: list[dict] = []
         self._eval_row: dict = {}
+
+    def __setattr__(self, name, value):
+        # Lightning names the running hook here about forty times a step; nn.Module's __setattr__
+        # checks parameters, buffers and submodules each time, a plain attribute needs none of that
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x, feature_mix: dict | None = None):
         if self.channels_last:
@@ -93,8 +104,8 @@ class Classifier(L.LightningModule):
         else:
             loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
             acc = (logits.argmax(1) == y).float()
-        self.train_loss.update(loss.detach())
-        self.train_acc.update(acc.mean())
+        self.train_sums.add_(torch.stack((loss.detach(), acc.mean())))
+        self._train_steps += 1
         self._watch_finite(loss.detach(), batch_idx)
         return loss
 
@@ -119,11 +130,12 @@ class Classifier(L.LightningModule):
     def on_train_epoch_end(self):
         # runs before ModelCheckpoint saves, so non-finite weights never reach last.ckpt
         self._raise_if_bad()
-        row = {"train/loss": self.train_loss.compute(), "train/acc1": self.train_acc.compute()}
+        loss, acc = self.train_sums / max(self._train_steps, 1)
+        row = {"train/loss": loss, "train/acc1": acc}
         row["train/lr"] = self.trainer.optimizers[0].param_groups[0]["lr"]  # before this epoch's step
         self.log_dict(row)
-        self.train_loss.reset()
-        self.train_acc.reset()
+        self.train_sums.zero_()
+        self._train_steps = 0
         row |= self._eval_row
         self.history.append({"epoch": self.current_epoch} | {k.replace("/", "_"): float(v) for k, v in row.items()})
         self._eval_row = {}

@@ -21,7 +21,7 @@ from augbench.report.robustness_figures import robustness_figures, run_figure_li
 from augbench.report.significance import significance_csv, significance_md
 from augbench.report.stats import CI_LABELS, check_ci
 from augbench.report.tables import cell_text, plural, summarise, summarise_prob_sweep, table_csv, table_md, table_tex
-from augbench.report.text import collapsed_md, findings, missing
+from augbench.report.text import collapsed_md, findings, missing, provenance
 from augbench.runs import atomic_write
 
 
@@ -109,7 +109,8 @@ def write_report(folder, out=None, ci: str = "t", references=(), keep_collapsed:
         f"{status['failed']} failed, {status['unfinished']} unfinished"
         + (f"; {n_collapsed} of the completed collapsed ({'kept' if keep_collapsed else 'left out'}, "
            "see Collapsed runs)." if n_collapsed else "."),
-        f"Intervals are mean ± {s['ci_label']}.\n",
+        f"Intervals are mean ± {s['ci_label']}.",
+        provenance(runs) + "\n",
     ]
     exps = sorted({str(r["experiment"]) for r in table_runs(runs)[0]})
     if len(exps) > 1:

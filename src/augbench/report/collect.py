@@ -133,6 +133,11 @@ def collect_runs(folder) -> list[dict]:
             "noise": noise or None,
             "eval": m.get("eval") if isinstance(m.get("eval"), dict) else None,
             "warmup": num(_dict(cfg, "optim").get("warmup_epochs")) or 0.0,
+            "device": m.get("device"),
+            "wall_seconds": num(m.get("wall_seconds")),
+            "hosts": sorted({a.get("host") for a in m.get("attempt_log", []) if isinstance(a, dict) and a.get("host")}),
+            "started": min((a["started"] for a in m.get("attempt_log", []) if isinstance(a, dict) and a.get("started")),
+                           default=None),
         })
     return runs
 

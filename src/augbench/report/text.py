@@ -128,3 +128,18 @@ def missing(runs: list[dict], s: dict) -> list[str]:
         lines.append(f"\n**Duplicate seeds ignored ({len(s['duplicates'])}; the newest run of each was kept):**\n")
         lines += [f"- {describe(r)}" for r in s["duplicates"]]
     return lines or ["Nothing missing: every cell has the same number of seeds and no run failed or is unfinished."]
+
+
+def provenance(runs: list[dict]) -> str:
+    """Where and how long the completed runs trained: devices, hosts, summed run time, first start."""
+    done = [r for r in runs if r["status"] == "completed"]
+    if not done:
+        return ""
+    devices = Counter(r["device"] or "unknown device" for r in done)
+    hosts = sorted({h for r in done for h in r["hosts"]})
+    seconds = sum(r["wall_seconds"] or 0.0 for r in done)
+    starts = sorted(r["started"] for r in done if r["started"])
+    return ("Trained on " + ", ".join(f"{d} ({plural(k, 'run')})" for d, k in devices.most_common())
+            + (f", host {', '.join(hosts)}" if hosts else "")
+            + f"; {seconds / 3600:.2f} h of run time in all (training and evaluation, summed over runs)"
+            + (f", the first started {starts[0]}." if starts else "."))
