@@ -12,7 +12,6 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
@@ -124,9 +123,7 @@ def lenet(in_channels: int = 3, num_classes: int = 10) -> nn.Module:
 # state-dict keys, outputs equal; benchmarks/densenet.md measures them): the 120 batch-norm step
 # counters are incremented by one multi-tensor op per forward instead of one op each, and under a
 # lower-precision autocast the conv weights are cast by one op (a concatenation, cast, and views)
-# instead of one cast per convolution (and the same in the backward pass). ``memory_efficient``
-# recomputes each layer's concatenation, normalisation and 1x1 convolution in the backward pass
-# instead of keeping them (less memory, more kernels and time: off by default).
+# instead of one cast per convolution (and the same in the backward pass).
 
 
 class DenseBN(nn.BatchNorm2d):
@@ -152,23 +149,18 @@ class DenseConv(nn.Conv2d):
 
 
 class Bottleneck(nn.Module):
-    def __init__(self, in_planes: int, growth: int, memory_efficient: bool = False):
+    def __init__(self, in_planes: int, growth: int):
         super().__init__()
         self.bn1 = DenseBN(in_planes)
         self.conv1 = DenseConv(in_planes, 4 * growth, 1, bias=False)
         self.bn2 = DenseBN(4 * growth)
         self.conv2 = DenseConv(4 * growth, growth, 3, padding=1, bias=False)
-        self.memory_efficient = memory_efficient
 
     def bottleneck(self, x):
         return self.conv1(F.relu(self.bn1(x)))
 
     def forward(self, x):
-        if self.memory_efficient and self.training and x.requires_grad:
-            out = checkpoint(self.bottleneck, x, use_reentrant=False)
-        else:
-            out = self.bottleneck(x)
-        out = self.conv2(F.relu(self.bn2(out)))
+        out = self.conv2(F.relu(self.bn2(self.bottleneck(x))))
         return torch.cat([out, x], 1)
 
 
@@ -198,14 +190,14 @@ def _unflat(flat: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 class DenseNet(nn.Module):
     def __init__(self, blocks=(6, 12, 24, 16), growth: int = 12, reduction: float = 0.5,
                  in_channels: int = 3, num_classes: int = 10, *, batch_counters: bool = True,
-                 one_weight_cast: bool = True, memory_efficient: bool = False):
+                 one_weight_cast: bool = True):
         super().__init__()
         planes = 2 * growth
         self.conv1 = DenseConv(in_channels, planes, 3, padding=1, bias=False)
         stages = []
         for i, n in enumerate(blocks):
             for _ in range(n):
-                stages.append(Bottleneck(planes, growth, memory_efficient))
+                stages.append(Bottleneck(planes, growth))
                 planes += growth
             if i < len(blocks) - 1:  # no transition after the last dense block
                 out_planes = int(math.floor(planes * reduction))

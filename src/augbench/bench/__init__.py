@@ -23,15 +23,18 @@ capability 8.0 and newer, 16-mixed with a gradient scaler on older ones, 32-true
 Timings are medians of several windows after warm-up; shared machines are noisy, so read
 ratios of interleaved measurements rather than single figures.
 
-With ``--project <gpu>`` (h100, a100, h200) it instead projects the GPU cost of the grid from what a
-training step launches, counted on the CPU (:mod:`augbench.bench.kernels`), and writes
-``<out>/projection_<gpu>.{json,md}`` (:mod:`augbench.bench.projection`); ``--check-kernels`` compares the
-kernel counts with the committed ``benchmarks/kernels.json`` and fails on growth, ``--update-kernels``
-rewrites it.
+With ``--project <gpu>[,<gpu>...]`` (h100, a100, h200) it instead projects the GPU cost of the grid from
+what a training step launches, counted on the CPU, and writes ``<out>/projection_<gpu>.{json,md}``;
+``--check-kernels`` compares the kernel counts with the committed ``benchmarks/kernels.json`` and exits 1
+when a cell grew, ``--update-kernels`` rewrites it; ``--densenet`` measures the attempts to cut
+DenseNet's step and writes ``<out>/densenet.{json,md}``.
 
 The package, one module per section: ``common`` (constants, timing, precision), ``pipelines`` (1),
 ``augment`` (2), ``trainer`` (3), ``syncs`` (4), ``levers`` (5), ``concurrency`` (6), ``markdown`` (the
-report), ``cli`` (the command line), ``kernels`` (kernel counting), ``projection`` (the GPU projection).
+report), ``cli`` (the command line); and for the projection: ``kernels`` (counting kernels, FLOPs and
+bytes with a dispatch mode), ``projection`` (the step model and the CPU measurements), ``projection_md``
+(its report), ``tracking`` (benchmarks/kernels.json), ``densenet`` (DenseNet's layers and attempts),
+``projcli`` (their command line).
 """
 
 from augbench.bench.augment import bench_augment

@@ -70,6 +70,19 @@ def _windows(step, device, warmup: int, windows: int, steps: int) -> list[float]
     return times
 
 
+def _timed_loop(step, device):
+    """``loop(k)``: the seconds ``step(0)`` … ``step(k - 1)`` take, the device synchronised at both ends."""
+    def loop(k: int) -> float:
+        _sync(device)
+        t = time.perf_counter()
+        for i in range(k):
+            step(i)
+        _sync(device)
+        return time.perf_counter() - t
+
+    return loop
+
+
 def _interleaved(fns: dict, windows: int) -> dict[str, list[float]]:
     """Seconds per call of each fn, alternating between them so all see the same machine load."""
     for fn in fns.values():  # warm-up

@@ -192,6 +192,15 @@ class KernelCounter(TorchDispatchMode):
             self.syncs[self.current][name] += 1
         return out
 
+    def merge(self, other: KernelCounter) -> None:
+        """Adds ``other``'s counts, phase by phase."""
+        for mine, theirs in ((self.kernels, other.kernels), (self.free, other.free), (self.syncs, other.syncs),
+                             (self.op_bytes, other.op_bytes)):
+            for phase, counts in theirs.items():
+                mine[phase].update(counts)
+        self.bytes.update(other.bytes)
+        self.flops.update(other.flops)
+
     def total(self) -> Counter:
         """Kernels by op over all phases."""
         return sum(self.kernels.values(), Counter())
@@ -233,7 +242,7 @@ class StepCounter:
                  seed: int = 0, **settings):
         from augbench.bench.pipelines import augbench_step
 
-        self.counter, self.augs, self.i = KernelCounter(), [], 1
+        self.counter, self.augs, self.i, self.batch_size, self.trained = KernelCounter(), [], 1, batch_size, {}
         torch.manual_seed(seed)
         # one epoch long enough for every step this counter will take: no epoch boundary inside
         self.step = augbench_step(model, synthetic_host((steps + 1) * batch_size, seed), CIFAR_SPEC, torch.device("cpu"),
@@ -244,8 +253,14 @@ class StepCounter:
         return self.counter.phase(name)
 
     def use(self, callbacks: list) -> None:
+        """Swap ``callbacks`` in, after one uncounted apply on a batch of the same shape (what a callback
+        builds once and caches is not a per-step cost)."""
+        g = torch.Generator().manual_seed(1)
+        batch = {"image": torch.randn(self.batch_size, 3, 32, 32, generator=g),
+                 "target": torch.randint(0, 10, (self.batch_size,), generator=g)}
         for cb in callbacks:
             cb.prepare(CIFAR_SPEC.mean, CIFAR_SPEC.std, torch.device("cpu"))
+            cb.apply(batch)
         self.augs[:] = callbacks  # the step reads this very list
 
     def run(self) -> None:
@@ -254,11 +269,31 @@ class StepCounter:
         self.i += 1
 
     def count(self, callbacks: list) -> KernelCounter:
+        """One step under ``callbacks``, counted. The training part (loss, forward, backward, optimiser)
+        launches the same kernels for every batch of the same keys, shapes and dtypes, whatever the
+        pixels and labels: it is counted once per such batch signature and reused."""
         self.use(callbacks)
         self.counter = KernelCounter()
         with self.counter:
-            self.run()
+            batch = self.step.make_batch()
+        key = signature(batch)
+        if key not in self.trained:
+            trained = KernelCounter()
+            self.counter, prepared = trained, self.counter
+            with trained:
+                self.step.train(batch, self.i)
+            self.trained[key], self.counter = trained, prepared
+        self.i += 1
+        self.counter.merge(self.trained[key])
         return self.counter
+
+
+def signature(batch: dict) -> tuple:
+    """What the training part of a step depends on: the batch's keys, shapes and dtypes (and any
+    non-tensor values, such as feature-level CutMix's layer)."""
+    return tuple(sorted((k, signature(v) if isinstance(v, dict) else
+                         (tuple(v.shape), str(v.dtype)) if isinstance(v, torch.Tensor) else repr(v))
+                        for k, v in batch.items()))
 
 
 def count_step(model: str, callbacks: list, *, batch_size: int = 128, net: torch.nn.Module | None = None,

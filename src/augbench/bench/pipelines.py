@@ -43,8 +43,9 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
     True for torch.compile's default mode or the name of a mode; ``net`` replaces the backbone that
     ``model`` names (a variant of it). ``phase(name)`` is entered around each part of the step, in the
     order the Trainer runs them: data, augmentation, loss (with forward inside it), optimizer (zero_grad),
-    backward, optimizer (step); the kernel counter files ops by it. The returned ``step(i)`` carries its
-    module, optimiser and scaler as ``step.module``, ``step.opt`` and ``step.scaler``."""
+    backward, optimizer (step); the kernel counter files ops by it. The returned ``step(i)`` is
+    ``step.train(step.make_batch(), i)`` and carries its module, optimiser and scaler as ``step.module``,
+    ``step.opt`` and ``step.scaler``."""
     x, y = (t.to(device) for t in host)  # resident for as long as the step lives
     channels_last = device.type == "cuda" if channels_last is None else channels_last
     precision = resolve_precision(precision or "auto", device)
@@ -72,12 +73,18 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
     if phase is not _no_phase:
         module.forward = forward_phase
 
-    def step(i):
+    def make_batch():
         with phase("data"):
             batch = next(stream)
         with phase("augmentation"):
             for a in augs:  # in the order of the callbacks list, as the Trainer calls them
                 a.apply(batch)
+        return batch
+
+    def step(i):
+        train(make_batch(), i)
+
+    def train(batch, i):
         with _amp(device, precision), phase("loss"):
             loss = module.training_step(batch, i)
         with phase("optimizer"):
@@ -91,7 +98,7 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
         with phase("optimizer"):
             opt.step()
 
-    step.module, step.opt, step.scaler = module, opt, scaler
+    step.module, step.opt, step.scaler, step.make_batch, step.train = module, opt, scaler, make_batch, train
     return step
 
 

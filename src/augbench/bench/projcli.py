@@ -1,6 +1,7 @@
 """``python -m augbench.bench --project h100`` (and ``--check-kernels``, ``--update-kernels``, ``--densenet``).
 
     python -m augbench.bench --project h100             # -> benchmarks/projection_h100.{json,md}, ~3-4 min
+    python -m augbench.bench --project h100,a100,h200   # one measurement, one file per GPU
     python -m augbench.bench --project h100 --quick     # LeNet, three regimes: seconds
     python -m augbench.bench --check-kernels            # exit 1 when a cell's kernels per step grew
     python -m augbench.bench --update-kernels           # rewrite benchmarks/kernels.json
@@ -48,7 +49,7 @@ def regime_factories(names: list[str] | None = None) -> dict:
 
 def parse_args(argv) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m augbench.bench", description=__doc__.split("\n\n")[0])
-    p.add_argument("--project", choices=sorted(P.PROFILES), help="project the grid's cost on this GPU")
+    p.add_argument("--project", help=f"project the grid's cost on these GPUs (comma-separated: {', '.join(P.PROFILES)})")
     p.add_argument("--check-kernels", action="store_true",
                    help="compare kernels per step with benchmarks/kernels.json; exit 1 when a cell grew")
     p.add_argument("--update-kernels", action="store_true", help="rewrite benchmarks/kernels.json from this code")
@@ -56,7 +57,8 @@ def parse_args(argv) -> argparse.Namespace:
                    "attempts to cut its step (compile, shared buffer, ...), measured before and after")
     p.add_argument("--quick", action="store_true", help="LeNet and three regimes, few rounds (tests)")
     p.add_argument("--models", help=f"comma-separated backbones (default: all of {', '.join(MODELS)})")
-    p.add_argument("--regimes", help="comma-separated regimes of conf/aug (default: all)")
+    p.add_argument("--regimes", help="comma-separated regimes of conf/aug to count (default: all); the host "
+                   "time is measured for those of the grid (baseline, baseline_plus, cutout, mixup, cutmix)")
     p.add_argument("--rounds", type=int, help="interleaved timed steps per batch size for the host time (5)")
     p.add_argument("--framework-us", type=float, help="framework overhead per step in µs (default: measured)")
     p.add_argument("--framework-kernels", type=int, default=None, help="framework kernels per step (default: counted)")
@@ -64,7 +66,8 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--framework-epochs", type=int, help="interleaved epochs of the Trainer measurement (3)")
     for k, (default, why) in P.ASSUMPTIONS.items():
         p.add_argument(f"--{k.replace('_', '-')}", type=float, default=default, help=f"{why} (default {default})")
-    p.add_argument("--compile-timeout", type=float, default=420, help="seconds allowed for torch.compile (--densenet)")
+    p.add_argument("--compile-timeout", type=float, default=900,
+                   help="seconds allowed for the torch.compile attempt of --densenet (it took ~6 min here)")
     p.add_argument("--out", default="benchmarks")
     args = p.parse_args(argv)
     base = QUICK if args.quick else dict(models=",".join(MODELS), regimes=None, rounds=5, framework_batches=40,
@@ -76,6 +79,10 @@ def parse_args(argv) -> argparse.Namespace:
     if unknown := [m for m in args.models if m not in MODELS]:
         p.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
     args.regimes = [r.strip() for r in args.regimes.split(",")] if args.regimes else None
+    args.gpus = [g.strip().lower() for g in (args.project or "").split(",") if g.strip()]
+    if unknown := [g for g in args.gpus if g not in P.PROFILES]:
+        p.error(f"--project: unknown GPU(s) {unknown}; choose from {', '.join(P.PROFILES)}")
+    args.project = args.gpus[0] if args.gpus else None
     args.argv = list(argv)
     return args
 
@@ -112,14 +119,21 @@ def main(argv=None) -> int:
     if args.update_kernels:
         tracking.write(fresh)
         _log(f"wrote {tracking.KERNELS_FILE}")
-    if args.project:
-        write_projection(args, out, measured, notes)
+    if args.gpus:
+        fw = _framework(args)
+        densenet = None
+        if "densenet" in args.models:
+            from augbench.bench.densenet import layer_table_md
+
+            densenet = layer_table_md()
+        for gpu in args.gpus:
+            write_projection(args, gpu, out, measured, fw, notes, densenet)
     return 1 if args.check_kernels and diff["grew"] else 0
 
 
-def write_projection(args, out: Path, measured: dict, notes: list[str]) -> dict:
-    profile = P.profile_dict(args.project)
-    fw = _framework(args)
+def write_projection(args, gpu: str, out: Path, measured: dict, fw: dict, notes: list[str],
+                     densenet: list[str] | None = None) -> dict:
+    profile = P.profile_dict(gpu)
     result = {
         "label": "PROJECTION: GPU figures are projected from CPU counts and CPU host timings, not measured",
         "meta": {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "torch": torch.__version__,
@@ -127,16 +141,12 @@ def write_projection(args, out: Path, measured: dict, notes: list[str]) -> dict:
                  "command": shlex.join(["python", "-m", "augbench.bench", *args.argv])},
         "profile": profile, "assumptions": P.assumptions(args), "settings": P.run_settings(), "framework": fw,
         "measured": measured,
-        "projection": P.project(measured, P.PROFILES[args.project], P.assumptions(args), fw),
-        "tracking": notes,
+        "projection": P.project(measured, P.PROFILES[gpu], P.assumptions(args), fw),
+        "tracking": notes, "densenet": densenet,
     }
-    if "densenet" in args.models:
-        from augbench.bench.densenet import layer_table_md
-
-        result["densenet"] = layer_table_md()
     result["gpu_check"] = gpu_measurement(out, profile, result)
-    (out / f"projection_{args.project}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    (out / f"projection_{gpu}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     md = render(result)
-    (out / f"projection_{args.project}.md").write_text(md)
+    (out / f"projection_{gpu}.md").write_text(md)
     print(md)
     return result

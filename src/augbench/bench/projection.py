@@ -14,10 +14,9 @@ per-run step = max(host, K × device), K runs at once. Epoch = 312 steps (40,000
 batches of 128, the last partial batch dropped); run = 200 epochs; grid = 2 datasets × 4 backbones × 5
 regimes × 5 seeds. Validation, testing, checkpoints and process start-up are left out.
 
-Host time measured here: the step's wall time on this CPU at batch sizes 2 and 8 (one thread, medians
-of interleaved steps), extrapolated linearly to batch size 0: what is left is the time that does not
-grow with the batch (Python, Lightning-free step code, dispatcher, autograd, allocator and per-op
-set-up), the part a GPU host pays as well.
+Host time measured here (``HostTimer``): this CPU's host time per kernel, from LeNet's step at batch 2
+(negligible compute: its wall time is host time), times the cell's kernel count: what the step would
+cost a GPU host as slow as this CPU.
 """
 
 from __future__ import annotations
@@ -95,23 +94,20 @@ def _median_interleaved(fns: list, rounds: int) -> list[float]:
 
 
 class HostTimer:
-    """The step's host time on this CPU: batches of 2 and 8, extrapolated to batch 0 (one thread)."""
+    """This CPU's host time per kernel, per regime: LeNet's step at batch 2 (GPU settings, one thread),
+    whose compute is negligible, so that its wall time is host time (Python, dispatcher, autograd,
+    allocator and per-op set-up), divided by the kernels it launches. A step of a large backbone cannot
+    be timed that way on a CPU (its compute dominates at any batch size), so its host time here is
+    its kernel count × this rate."""
 
-    SIZES = (2, 8)
-
-    def __init__(self, model: str, rounds: int, net_fn=None, **settings):
+    def __init__(self, rounds: int, regimes: int = 32):
         self.rounds = rounds
-        self.steps = [StepCounter(model, batch_size=b, steps=2 * rounds * 16 + 8, net=net_fn() if net_fn else None,
-                                  **settings) for b in self.SIZES]
+        self.step = StepCounter("lenet", batch_size=2, steps=(rounds + 2) * regimes)
 
-    def time(self, make_callbacks) -> dict:
-        for s in self.steps:
-            s.use(make_callbacks())
-        t_small, t_large = _median_interleaved([s.run for s in self.steps], self.rounds)
-        (b0, b1) = self.SIZES
-        per_image = (t_large - t_small) / (b1 - b0)
-        host = min(max(t_small - b0 * per_image, 0.0), t_small)
-        return {"host_s": host, "step_s_batch2": t_small, "step_s_batch8": t_large}
+    def per_kernel(self, make) -> dict:
+        kernels = self.step.count(make()).total().total()  # the counted step is the warm-up of the timing
+        (t,) = _median_interleaved([self.step.run], self.rounds)
+        return {"lenet_host_s": t, "lenet_kernels": kernels, "host_per_kernel_s": t / kernels}
 
 
 def framework_overhead(batches: int, epochs: int) -> dict:
@@ -119,7 +115,7 @@ def framework_overhead(batches: int, epochs: int) -> dict:
     CPU, one thread, no progress bar or logger), and the kernels the Trainer adds per step. Per step
     means the difference between epochs of 2n and n steps, so the once-per-epoch work (hooks, metric
     compute, the loader's permutation) drops out; the loops' epochs are interleaved."""
-    from augbench.bench.common import _one_thread
+    from augbench.bench.common import _one_thread, _timed_loop
     from augbench.bench.pipelines import augbench_step
     from augbench.bench.trainer import _trainer_epoch
     from augbench.callbacks import CropFlip
@@ -129,20 +125,15 @@ def framework_overhead(batches: int, epochs: int) -> dict:
 
     cpu, n = torch.device("cpu"), batches
     with tempfile.TemporaryDirectory(prefix="augbench-projection-") as tmp, _one_thread(cpu):
-        root = write_fake_cifar(Path(tmp), (2 * n + 1) * BATCH, 64, cifar100=False)
+        # the data module keeps 80% for training: enough for an epoch of 2n steps
+        root = write_fake_cifar(Path(tmp), (2 * n + 2) * BATCH * 5 // 4, 64, cifar100=False)
         dm = AugDataModule("cifar10", root=str(root), batch_size=BATCH, verify=False, download=False)
         dm.load()
+        assert len(dm.host["train"][0]) >= 2 * n * BATCH
         torch.manual_seed(0)
         step = augbench_step("lenet", dm.host["train"], dm.spec, cpu, [CropFlip()], BATCH, precision="bf16-mixed")
         module = Classifier("lenet", 3, 10)
-
-        def loop(k):
-            t = time.perf_counter()
-            for i in range(k):
-                step(i)
-            return time.perf_counter() - t
-
-        runs = {"trainer": lambda k: _trainer_epoch(module, dm, cpu, k, "bf16-mixed"), "loop": loop}
+        runs = {"trainer": lambda k: _trainer_epoch(module, dm, cpu, k, "bf16-mixed"), "loop": _timed_loop(step, cpu)}
         times = {(name, k): [] for name in runs for k in (n, 2 * n)}
         for name, fn in runs.items():  # warm-up
             fn(2)
@@ -165,26 +156,28 @@ def framework_overhead(batches: int, epochs: int) -> dict:
             "framework_kernels": max(round(trainer_kernels - own), 0)}
 
 
-def measure(models: list[str], regimes: dict, *, rounds: int, net_fns: dict | None = None) -> dict:
-    """{model: {regime: counts and host time}} for every backbone × regime, on the CPU."""
+def host_rates(regimes: dict, rounds: int, timed=GRID["regimes"]) -> dict:
+    """{regime: this CPU's host time per kernel} for the regimes in ``timed`` (one thread)."""
+    from augbench.bench.common import _one_thread
+
+    with _one_thread(torch.device("cpu")):
+        timer = HostTimer(rounds, len(regimes))
+        return {r: timer.per_kernel(make) for r, make in regimes.items() if r in timed}
+
+
+def measure(models: list[str], regimes: dict, *, rounds: int, timed=GRID["regimes"]) -> dict:
+    """{model: {regime: counts, and host time for the regimes in ``timed``}} for every backbone × regime,
+    on the CPU (rounds 0: counts only)."""
+    rates = host_rates(regimes, rounds, timed) if rounds else {}
     out = {}
-    net_fns = net_fns or {}
     for model in models:
-        net_fn = net_fns.get(model)
         t0 = time.perf_counter()
-        counter = StepCounter(model, steps=len(regimes) + 1, net=net_fn() if net_fn else None)
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            timer = HostTimer(model, rounds, net_fn=net_fn) if rounds else None  # rounds 0: counts only
-            cells = {}
-            for regime, make in regimes.items():
-                torch.set_num_threads(threads)
-                c = counter.count(make())
-                torch.set_num_threads(1)
-                cells[regime] = cell(c) | (timer.time(make) if timer else {})
-        finally:
-            torch.set_num_threads(threads)
+        counter = StepCounter(model, steps=len(regimes) + 1)
+        cells = {}
+        for regime, make in regimes.items():
+            cells[regime] = cell(counter.count(make()))
+            if regime in rates:
+                cells[regime] |= rates[regime] | {"host_s": cells[regime]["kernels"] * rates[regime]["host_per_kernel_s"]}
         out[model] = cells
         _log(f"projection {model}: " + ", ".join(f"{r} {c['kernels']}" for r, c in cells.items())
              + f" kernels ({time.perf_counter() - t0:.0f} s)")
@@ -206,13 +199,13 @@ def project_step(c: dict, p: Profile, a: dict, framework: dict) -> dict:
     kernels = c["kernels"] + framework["framework_kernels"]
     fw = framework["framework_us"] * 1e-6
     host = kernels * a["launch_us"] * 1e-6 + fw
-    host_here = c["host_s"] + fw
+    host_here = c["host_s"] + fw if c.get("host_s") is not None else None
     device = (c["flops"] / (p.peak_tflops * 1e12 * a["flop_eff"]) + c["bytes"] / (p.hbm_tbps * 1e12 * a["bw_eff"])
               + kernels * a["device_floor_us"] * 1e-6)
     graph_host = a["graph_launch_us"] * 1e-6 + fw
     out = {"kernels": kernels, "host_s": host, "host_here_s": host_here, "device_s": device,
-           "eager_s": max(host, device), "eager_here_s": max(host_here, device), "graphs_s": max(graph_host, device),
-           "bound": "host" if host > device else "device"}
+           "eager_s": max(host, device), "eager_here_s": None if host_here is None else max(host_here, device),
+           "graphs_s": max(graph_host, device), "bound": "host" if host > device else "device"}
     for k in (2, 4):  # K runs at once: each run's step, and the GPU's throughput in steps/s over all K
         out[f"k{k}_run_step_s"] = max(host, k * device)
         out[f"k{k}_s_per_step"] = out[f"k{k}_run_step_s"] / k

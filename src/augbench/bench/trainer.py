@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
 
-from augbench.bench.common import _amp, _backward_step, _log, _scaler, _sgd, _sync
+from augbench.bench.common import _amp, _backward_step, _log, _scaler, _sgd, _sync, _timed_loop
 from augbench.bench.pipelines import _batches, augbench_step
 from augbench.callbacks import CropFlip
 from augbench.data import AugDataModule, DatasetError, DeviceLoader
@@ -95,24 +95,9 @@ def bench_trainer(args, device, dm: AugDataModule) -> dict:
     torch.manual_seed(0)
 
     plain_one = plain_step(dm.host["train"], spec, device, bs, args.precision)
-
-    def plain(k):
-        _sync(device)
-        t = time.perf_counter()
-        for i in range(k):
-            plain_one(i)
-        _sync(device)
-        return time.perf_counter() - t
-
+    plain = _timed_loop(plain_one, device)
     step = augbench_step("lenet", dm.host["train"], spec, device, [CropFlip()], bs, precision=args.precision)
-
-    def module_loop(k):
-        _sync(device)
-        t = time.perf_counter()
-        for i in range(k):
-            step(i)
-        _sync(device)
-        return time.perf_counter() - t
+    module_loop = _timed_loop(step, device)
 
     module = Classifier("lenet", spec.channels, spec.num_classes, channels_last=on_gpu)
     loops = {"plain": plain, "module": module_loop,
