@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy import stats
 
-from augbench.augment import crop_flip, cutmix, cutout, mixup, sample_beta
+from augbench.augment import crop_flip, cutmix, cutout, mixup, random_erasing, sample_beta
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -378,3 +378,56 @@ X, Y, F = torch.zeros(2, 3, 4, 4), torch.zeros(2, dtype=torch.long), torch.zeros
 def test_invalid_knobs_raise(call, needle):
     with pytest.raises(ValueError, match=needle.replace("(", r"\(").replace(".", r"\.")):
         call()
+
+
+# ------------------------------------------------------------ streams kept on the CPU
+def crop_flip_three_draws(x, pad, fill, g):
+    """crop_flip as it drew before its one-call form, image by image: randint(2p+1), randint(2p+1), rand < 0.5."""
+    n, c, h, w = x.shape
+    top, left = torch.randint(0, 2 * pad + 1, (n,), generator=g), torch.randint(0, 2 * pad + 1, (n,), generator=g)
+    flipped = torch.rand(n, generator=g) < 0.5
+    padded = fill.view(1, c, 1, 1).expand(n, c, h + 2 * pad, w + 2 * pad).clone()
+    padded[:, :, pad:pad + h, pad:pad + w] = x
+    out = torch.stack([padded[i, :, top[i]:top[i] + h, left[i]:left[i] + w] for i in range(n)])
+    return torch.where(flipped.view(n, 1, 1, 1), out.flip(-1), out)
+
+
+@pytest.mark.parametrize("pad, h, w", [(4, 32, 32), (2, 7, 12), (0, 5, 5)])
+def test_crop_flip_one_call_is_the_three_draws_on_the_cpu(pad, h, w):
+    """One randint over (2p+1)·2^24 gives the corner draws (mod 2p+1) and the flip (bit 23) of the earlier
+    three calls: seeds keep the augmentations they gave, and the generator ends in the same state."""
+    x, fill = torch.randn(64, 3, h, w), torch.tensor([-1.9, -2.0, -1.7])
+    for seed in range(5):
+        g_new, g_old = gen(seed), gen(seed)
+        got = crop_flip(x, padding=pad, fill=fill, generator=g_new)
+        assert torch.equal(got, crop_flip_three_draws(x, pad, fill, g_old))
+        assert torch.equal(g_new.get_state(), g_old.get_state())
+
+
+def random_erasing_five_draws(x, g, prob=0.5, sl=0.02, sh=0.4, r1=0.3, attempts=100):
+    """random_erasing as it drew before its one-call form: five rand calls, the first fitting attempt."""
+    n, _, h, w = x.shape
+    erase = torch.rand(n, generator=g) < prob
+    area = (sl + (sh - sl) * torch.rand(n, attempts, generator=g)) * (h * w)
+    ratio = r1 + (1.0 / r1 - r1) * torch.rand(n, attempts, generator=g)
+    eh, ew = torch.round(torch.sqrt(area * ratio)).long(), torch.round(torch.sqrt(area / ratio)).long()
+    accept = (eh < h) & (ew < w)
+    first = accept.to(torch.uint8).argmax(dim=1, keepdim=True)
+    eh, ew = eh.gather(1, first).squeeze(1), ew.gather(1, first).squeeze(1)
+    erase = erase & accept.any(dim=1)
+    y1 = (torch.rand(n, generator=g) * (h - eh + 1)).long().clamp_max(h - eh)
+    x1 = (torch.rand(n, generator=g) * (w - ew + 1)).long().clamp_max(w - ew)
+    r, c = torch.arange(h), torch.arange(w)
+    rows = (r >= y1[:, None]) & (r < (y1 + eh)[:, None])
+    cols = (c >= x1[:, None]) & (c < (x1 + ew)[:, None])
+    mask = rows[:, :, None] & cols[:, None, :] & erase[:, None, None]
+    return torch.where(mask[:, None], 0.0, x)
+
+
+@pytest.mark.parametrize("h, w", [(32, 32), (12, 20)])
+def test_random_erasing_one_call_is_the_five_draws_on_the_cpu(h, w):
+    x = torch.randn(64, 3, h, w)
+    for seed in range(5):
+        g_new, g_old = gen(seed), gen(seed)
+        assert torch.equal(random_erasing(x, generator=g_new), random_erasing_five_draws(x, g_old))
+        assert torch.equal(g_new.get_state(), g_old.get_state())

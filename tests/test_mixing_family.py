@@ -312,3 +312,15 @@ def test_config_composes_and_instantiates(tmp_path, name, cls):
 def test_training_smoke(tmp_path, fake_cifar, name):
     metrics = train(make_cfg(tmp_path / "run", TINY + ["model=lenet", f"aug={name}"], fake_cifar))
     assert metrics["status"] == "completed"
+
+
+def test_mixup_cutmix_branches_equal_mixup_and_cutmix_at_alpha_1():
+    """mixup's α = 1 draws its λ in the same call as the gate and switch: still the stated construction."""
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    kw, seen = {"mixup_alpha": 1.0, "cutmix_alpha": 1.0}, set()
+    for seed in range(40):
+        got = mixup_cutmix(x, y, prob=0.7, switch_prob=0.5, generator=gen(seed), **kw)
+        branch, want = replay(x, y, seed, 0.7, 0.5, **kw)
+        seen.add(branch)
+        assert all(torch.equal(a, b) for a, b in zip(got, want)), branch
+    assert seen == {"none", "mixup", "cutmix"}

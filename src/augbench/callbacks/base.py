@@ -17,7 +17,13 @@ def ramped(prob: float, epoch: int, horizon, why: str) -> float:
 
 
 class BatchAugment(Callback):
-    """Base class: a generator on the training device, seeded per epoch, and ``apply(batch)``."""
+    """Base class: a generator on the training device, seeded per epoch, and ``apply(batch)``.
+
+    ``apply`` is two halves: ``draw(batch)``, every call to the generator (it reads only the batch's
+    shapes and device), and ``transform(batch, draw)``, pure tensor code that writes the batch's new
+    entries. ``transform`` compiles under ``torch.compile(fullgraph=True)``; ``draw`` cannot, since
+    Dynamo cannot trace a ``torch.Generator`` argument, so a captured step would run the draws of every
+    callback first (a few random-number kernels) and pass them in."""
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -49,8 +55,16 @@ class BatchAugment(Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.apply(batch)
 
-    def apply(self, batch: dict) -> None:
+    def draw(self, batch: dict) -> dict:
+        """This batch's random draws, from ``self.generator`` (depends on the batch's shapes only)."""
         raise NotImplementedError
+
+    def transform(self, batch: dict, draw: dict) -> None:
+        """Rewrite the batch from the draws: no generator, static shapes, no host syncs."""
+        raise NotImplementedError
+
+    def apply(self, batch: dict) -> None:
+        self.transform(batch, self.draw(batch))
 
 
 def check_knob(ok: bool, key: str, value, allowed: str) -> None:

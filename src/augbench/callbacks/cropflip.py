@@ -18,8 +18,12 @@ class CropFlip(BatchAugment):
         super().prepare(mean, std, device)
         self.fill = -self.mean / self.std  # black, after normalisation
 
-    def apply(self, batch):
-        batch["image"] = augment.crop_flip(batch["image"], padding=self.padding, fill=self.fill,
-                                           generator=self.generator, flip=self.flip)
+    def draw(self, batch):
+        return augment.crop_flip_draw(len(batch["image"]), padding=self.padding, flip=self.flip,
+                                      generator=self.generator, device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        batch["image"] = augment.crop_flip_apply(batch["image"], padding=self.padding, fill=self.fill, flip=self.flip,
+                                                 **draw)
 
 

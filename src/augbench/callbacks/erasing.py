@@ -18,9 +18,13 @@ class Cutout(BatchAugment):
         check_knob(length > 0, "aug.length", length, "> 0 (and at most the image size)")
         self.n_holes, self.length, self.per_sample = n_holes, length, per_sample
 
-    def apply(self, batch):
-        batch["image"] = augment.cutout(batch["image"], n_holes=self.n_holes, length=self.length,
-                                        generator=self.generator, per_sample=self.per_sample)
+    def draw(self, batch):
+        n, _, h, w = batch["image"].shape
+        return augment.cutout_draw(n, h, w, n_holes=self.n_holes, per_sample=self.per_sample,
+                                   generator=self.generator, device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        batch["image"] = augment.cutout_apply(batch["image"], length=self.length, **draw)
 
 
 
@@ -40,10 +44,13 @@ class RandomErasing(BatchAugment):
         self.prob, self.area_min, self.area_max, self.ratio_min = prob, area_min, area_max, ratio_min
         self.attempts, self.fill = attempts, fill
 
-    def apply(self, batch):
-        batch["image"] = augment.random_erasing(
-            batch["image"], prob=self.prob, area_min=self.area_min, area_max=self.area_max,
-            ratio_min=self.ratio_min, attempts=self.attempts, fill=self.fill, generator=self.generator)
+    def draw(self, batch):
+        return augment.random_erasing_draw(batch["image"].shape, attempts=self.attempts, fill=self.fill,
+                                           generator=self.generator, device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        batch["image"] = augment.random_erasing_apply(batch["image"], prob=self.prob, area_min=self.area_min,
+                                                      area_max=self.area_max, ratio_min=self.ratio_min, **draw)
 
 
 class HideAndSeek(BatchAugment):
@@ -57,9 +64,14 @@ class HideAndSeek(BatchAugment):
         check_knob(0.0 <= hide_prob <= 1.0, "aug.hide_prob", hide_prob, "in [0, 1]")
         self.grid_sizes, self.hide_prob = [int(s) for s in sizes], hide_prob
 
-    def apply(self, batch):
-        batch["image"] = augment.hide_and_seek(batch["image"], grid_sizes=self.grid_sizes,
-                                               hide_prob=self.hide_prob, generator=self.generator)
+    def draw(self, batch):
+        n, _, h, w = batch["image"].shape
+        return augment.hide_and_seek_draw(n, h, w, grid_sizes=self.grid_sizes, generator=self.generator,
+                                          device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        batch["image"] = augment.hide_and_seek_apply(batch["image"], grid_sizes=self.grid_sizes,
+                                                     hide_prob=self.hide_prob, **draw)
 
 
 class GridMask(BatchAugment):
@@ -90,7 +102,10 @@ class GridMask(BatchAugment):
         super().on_train_epoch_start(trainer, pl_module)  # keeps the per-epoch reseeding
         self.current_prob = self.ramp(trainer.current_epoch, trainer.max_epochs)
 
-    def apply(self, batch):
-        batch["image"] = augment.gridmask(batch["image"], d1=self.d1, d2=self.d2, ratio=self.ratio,
-                                          prob=self.current_prob, mode=self.mode, generator=self.generator)
+    def draw(self, batch):  # the ramped probability is applied here, so the transform never changes per epoch
+        return augment.gridmask_draw(len(batch["image"]), d1=self.d1, d2=self.d2, prob=self.current_prob,
+                                     generator=self.generator, device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        batch["image"] = augment.gridmask_apply(batch["image"], d2=self.d2, ratio=self.ratio, mode=self.mode, **draw)
 

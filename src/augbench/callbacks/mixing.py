@@ -16,9 +16,12 @@ class Mixup(BatchAugment):
         check_knob(alpha > 0, "aug.alpha", alpha, "> 0")
         self.alpha, self.per_sample = alpha, per_sample
 
-    def apply(self, batch):
-        batch["image"], y_b, lam = augment.mixup(batch["image"], batch["target"], alpha=self.alpha,
-                                                 generator=self.generator, per_sample=self.per_sample)
+    def draw(self, batch):
+        return augment.mixup_draw(len(batch["image"]), alpha=self.alpha, per_sample=self.per_sample,
+                                  generator=self.generator, device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        batch["image"], y_b, lam = augment.mixup_apply(batch["image"], batch["target"], alpha=self.alpha, **draw)
         batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
 
 
@@ -67,25 +70,36 @@ class CutMix(BatchAugment):
         if self.schedule:  # unscheduled CutMix reads nothing more from the trainer than before
             self.current_prob = self.ramp(trainer.current_epoch, trainer.max_epochs)
 
-    def _knobs(self) -> dict:
-        return dict(alpha=self.alpha, prob=self.current_prob, generator=self.generator, per_sample=self.per_sample,
-                    center=self.center, sigma=self.sigma, fixed_lam=self.fixed_lam, label_mode=self.label_mode)
-
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.layer == 0:
             self.apply(batch)
         else:
             self.apply_to_features(batch, pl_module.net.feature_size(self.layer, batch["image"].shape[-1]))
 
-    def apply(self, batch):
-        batch["image"], y_b, lam = augment.cutmix(batch["image"], batch["target"], **self._knobs())
+    def draw(self, batch, size: int | None = None):
+        """The draws for the image's size, or for a ``size``×``size`` feature map. The (ramped) gate is
+        decided here, so the transform never changes from epoch to epoch."""
+        n, _, h, w = batch["image"].shape
+        h, w = (h, w) if size is None else (size, size)
+        return augment.cutmix_draw(n, h, w, alpha=self.alpha, prob=self.current_prob, per_sample=self.per_sample,
+                                   center=self.center, fixed_lam=self.fixed_lam, generator=self.generator,
+                                   device=batch["image"].device)
+
+    def plan(self, batch, draw, h: int, w: int):
+        """CutMix's mask and partner for an h×w map from the draws; writes the batch's targets and weights."""
+        mask, j, y_b, lam = augment.cutmix_plan_from(draw, batch["target"], h, w, alpha=self.alpha, sigma=self.sigma,
+                                                     fixed_lam=self.fixed_lam, label_mode=self.label_mode)
         batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
+        return mask, j
+
+    def transform(self, batch, draw):
+        mask, j = self.plan(batch, draw, *batch["image"].shape[-2:])
+        batch["image"] = augment.paste(batch["image"], mask, j)
 
     def apply_to_features(self, batch, size: int) -> None:
         """The plan for a ``size``×``size`` feature map; ``Classifier`` mixes the features with it."""
-        mask, j, y_b, lam = augment.cutmix_plan(batch["target"], size, size, **self._knobs())
+        mask, j = self.plan(batch, self.draw(batch, size), size, size)
         batch["feature_mix"] = {"layer": self.layer, "mask": mask, "partner": j}
-        batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
 
 
 class MixupCutMix(BatchAugment):
@@ -102,10 +116,16 @@ class MixupCutMix(BatchAugment):
         self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
         self.prob, self.switch_prob = prob, switch_prob
 
-    def apply(self, batch):
-        batch["image"], y_b, lam = augment.mixup_cutmix(
-            batch["image"], batch["target"], mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha,
-            prob=self.prob, switch_prob=self.switch_prob, generator=self.generator)
+    def draw(self, batch):
+        n, _, h, w = batch["image"].shape
+        return augment.mixup_cutmix_draw(n, h, w, mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha,
+                                         prob=self.prob, switch_prob=self.switch_prob, generator=self.generator,
+                                         device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        batch["image"], y_b, lam = augment.mixup_cutmix_apply(batch["image"], batch["target"],
+                                                              mixup_alpha=self.mixup_alpha,
+                                                              cutmix_alpha=self.cutmix_alpha, **draw)
         batch["targets"], batch["weights"] = augment.two_partners(batch["target"], y_b, lam)
 
 
@@ -118,6 +138,11 @@ class RICAP(BatchAugment):
         check_knob(beta > 0, "aug.beta", beta, "> 0")
         self.beta = beta
 
-    def apply(self, batch):
-        batch["image"], batch["targets"], batch["weights"] = augment.ricap(
-            batch["image"], batch["target"], beta=self.beta, generator=self.generator)
+    def draw(self, batch):
+        return augment.ricap_noise(len(batch["image"]), beta=self.beta, generator=self.generator,
+                                   device=batch["image"].device)
+
+    def transform(self, batch, draw):
+        n, _, h, w = batch["image"].shape
+        batch["image"], batch["targets"], batch["weights"] = augment.ricap_patch(
+            batch["image"], batch["target"], **augment.ricap_from_noise(n, h, w, beta=self.beta, **draw))
