@@ -95,6 +95,10 @@ def main(argv=None) -> dict | int:
 
     if projcli.wanted(sys.argv[1:] if argv is None else argv):
         return projcli.main(argv)
+    if "--overhead" in (sys.argv[1:] if argv is None else argv):
+        from augbench.bench import overhead
+
+        return overhead.main(argv)
     args = parse_args(argv)
     device = torch.device(args.device)
     if args.threads:

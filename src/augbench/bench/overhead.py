@@ -1,0 +1,165 @@
+"""``python -m augbench.bench --overhead``: Lightning's host time per training step, what augbench
+removed from it, and what is left. Writes ``<out>/overhead_<device>.{json,md}``.
+
+One process, one device, one thread; LeNet with crop+flip on small batches, so that compute is small
+and host time shows. Per-step figures are (time of 2n steps − time of n steps) / n, which cancels
+what an epoch costs once (start, end, checkpoint); medians of interleaved repetitions.
+
+- ``plain``: a PyTorch loop: the training optimiser, cross-entropy, the same CropFlip.
+- ``trainer``: augbench's Classifier under the Trainer as ``train`` sets it up (logger, checkpoint
+  callback, no progress bar).
+- ``trainer_before``: the same with the Classifier as it was before the cuts: torchmetrics
+  MeanMetric for the training loss and accuracy, and every write of Lightning's hook name through
+  ``nn.Module.__setattr__``.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics import MeanMetric
+
+from augbench.bench.common import _device_name, _log, _sync
+from augbench.bench.trainer import _trainer_data, plain_step
+from augbench.callbacks import CropFlip
+from augbench.module import Classifier
+from augbench.training import LastCheckpoint
+
+
+class BeforeCuts(Classifier):
+    """The Classifier's per-step bookkeeping before the cuts, to measure them in the same run."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_loss, self.train_acc = MeanMetric(nan_strategy="disable"), MeanMetric(nan_strategy="disable")
+
+    def __setattr__(self, name, value):
+        torch.nn.Module.__setattr__(self, name, value)
+
+    def training_step(self, batch, batch_idx):
+        loss = super().training_step(batch, batch_idx)
+        self.train_loss.update(loss.detach())
+        self.train_acc.update(self.train_sums[1])  # stands for the per-step accuracy update (the summed
+        # buffer of now still runs too: this slightly overstates the old cost)
+        return loss
+
+
+class _Timer(Callback):
+    def __init__(self, device):
+        self.device, self.seconds = device, None
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        _sync(self.device)
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        _sync(self.device)
+        self.seconds = time.perf_counter() - self.t0
+
+
+def _trainer_epoch(cls, dm, device, steps: int, folder: Path) -> float:
+    spec = dm.spec
+    model = cls("lenet", spec.channels, spec.num_classes, channels_last=device.type == "cuda")
+    timer = _Timer(device)
+    on_gpu = device.type == "cuda"
+    trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, max_epochs=1, limit_train_batches=steps,
+                        limit_val_batches=0, num_sanity_val_steps=0, enable_progress_bar=False,
+                        enable_model_summary=False, logger=TensorBoardLogger(folder, name="tb"),
+                        callbacks=[CropFlip(), timer, LastCheckpoint(folder)])
+    trainer.fit(model, datamodule=dm)
+    return timer.seconds
+
+
+def bench_overhead(args, device) -> dict:
+    root = Path(args.root) if getattr(args, "root", None) else Path("data")
+    dm = _trainer_data(root, getattr(args, "verify", True), args.overhead_batch)
+    n, reps = args.overhead_steps, args.overhead_reps
+    plain = plain_step(dm.host["train"], dm.spec, device, args.overhead_batch, "32-true")
+
+    def plain_loop(k):
+        _sync(device)
+        t = time.perf_counter()
+        for i in range(k):
+            plain(i)
+        _sync(device)
+        return time.perf_counter() - t
+
+    with tempfile.TemporaryDirectory() as tmp:
+        loops = {"plain": plain_loop,
+                 "trainer": lambda k: _trainer_epoch(Classifier, dm, device, k, Path(tmp)),
+                 "trainer_before": lambda k: _trainer_epoch(BeforeCuts, dm, device, k, Path(tmp))}
+        for fn in loops.values():
+            fn(5)  # warm-up
+        per_step = {k: [] for k in loops}
+        for _ in range(reps):  # interleaved: every loop sees the same machine load
+            for k, fn in loops.items():
+                per_step[k].append((fn(2 * n) - fn(n)) / n)
+    ms = {k: 1e3 * statistics.median(v) for k, v in per_step.items()}
+    result = {"device": _device_name(device), "batch": args.overhead_batch, "steps": n, "reps": reps,
+              "threads": torch.get_num_threads(), "ms_per_step": ms,
+              "trainer_minus_plain_ms": ms["trainer"] - ms["plain"],
+              "before_minus_plain_ms": ms["trainer_before"] - ms["plain"],
+              "raw_ms": {k: [1e3 * x for x in v] for k, v in per_step.items()}}
+    _log(f"overhead: trainer − plain {result['trainer_minus_plain_ms']:.3f} ms/step "
+         f"(before the cuts {result['before_minus_plain_ms']:.3f})")
+    return result
+
+
+def overhead_md(r: dict) -> str:
+    ms = r["ms_per_step"]
+    return "\n".join([
+        f"# Lightning's host time per training step ({r['device']})", "",
+        "Measured (not projected): LeNet, crop+flip, batch "
+        f"{r['batch']}, {r['threads']} thread(s); per step = (2n − n steps)/n with n = {r['steps']}, "
+        f"median of {r['reps']} interleaved repetitions. `python -m augbench.bench --overhead`.", "",
+        "| loop | ms per step | over the plain loop |", "|---|---:|---:|",
+        f"| plain PyTorch loop | {ms['plain']:.3f} | — |",
+        f"| Trainer, Classifier before the cuts (MeanMetric updates, nn.Module writes of the hook name) "
+        f"| {ms['trainer_before']:.3f} | {r['before_minus_plain_ms']:+.3f} |",
+        f"| Trainer, Classifier now (summed buffer, plain hook-name writes) | {ms['trainer']:.3f} "
+        f"| {r['trainer_minus_plain_ms']:+.3f} |", "",
+        "Target: ≤ 0.15 ms per step over the plain loop: "
+        + ("met." if r["trainer_minus_plain_ms"] <= 0.15 else "**not met**."), ""])
+
+
+def write_overhead(r: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    name = "cpu" if r["device"] == "cpu" else "".join(c if c.isalnum() else "_" for c in r["device"]).lower()
+    paths = [out / f"overhead_{name}.json", out / f"overhead_{name}.md"]
+    paths[0].write_text(json.dumps(r, indent=1))
+    paths[1].write_text(overhead_md(r))
+    return paths
+
+
+def main(argv=None) -> int:
+    import argparse
+    import logging
+    import warnings
+
+    p = argparse.ArgumentParser(prog="python -m augbench.bench --overhead", description=__doc__.split("\n\n")[0])
+    p.add_argument("--overhead", action="store_true", help="this section (required)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--overhead-batch", type=int, default=32, help="images per step (small: host time shows)")
+    p.add_argument("--overhead-steps", type=int, default=100, help="n: each repetition times n and 2n steps")
+    p.add_argument("--overhead-reps", type=int, default=5, help="interleaved repetitions; the median is reported")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    p.add_argument("--root", default=None, help="CIFAR-10 folder when Fashion-MNIST is not installed")
+    p.add_argument("--out", default="benchmarks")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="lightning")
+        result = bench_overhead(args, torch.device(args.device))
+    for path in write_overhead(result, Path(args.out)):
+        print(path)
+    print(overhead_md(result))
+    return 0
