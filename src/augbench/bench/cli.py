@@ -33,7 +33,11 @@ DESCRIPTION = "``python -m augbench.bench``: how fast augbench trains, against t
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m augbench.bench", description=DESCRIPTION)
+    p = argparse.ArgumentParser(
+        prog="python -m augbench.bench", description=DESCRIPTION,
+        epilog="The GPU projection has its own options: --project h100[,a100,h200] (a PROJECTION of the grid from "
+               "kernels counted on the CPU), --check-kernels, --update-kernels (benchmarks/kernels.json), --densenet; "
+               "`python -m augbench.bench --project h100 --help` lists them.")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--models", help=f"comma-separated backbones of {', '.join(MODELS)} (CPU: lenet; CUDA: all)")
     p.add_argument("--steps", type=int, help="timed steps per window (CPU 25, CUDA 100)")

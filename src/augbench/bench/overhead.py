@@ -103,7 +103,7 @@ def bench_overhead(args, device) -> dict:
             for k, fn in loops.items():
                 per_step[k].append((fn(2 * n) - fn(n)) / n)
     ms = {k: 1e3 * statistics.median(v) for k, v in per_step.items()}
-    result = {"device": _device_name(device), "batch": args.overhead_batch, "steps": n, "reps": reps,
+    result = {"device": _device_name(device), "device_type": device.type, "batch": args.overhead_batch, "steps": n, "reps": reps,
               "threads": torch.get_num_threads(), "ms_per_step": ms,
               "trainer_minus_plain_ms": ms["trainer"] - ms["plain"],
               "before_minus_plain_ms": ms["trainer_before"] - ms["plain"],
@@ -132,7 +132,7 @@ def overhead_md(r: dict) -> str:
 
 def write_overhead(r: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    name = "cpu" if r["device"] == "cpu" else "".join(c if c.isalnum() else "_" for c in r["device"]).lower()
+    name = "cpu" if r["device_type"] == "cpu" else "".join(c if c.isalnum() else "_" for c in r["device"]).lower()
     paths = [out / f"overhead_{name}.json", out / f"overhead_{name}.md"]
     paths[0].write_text(json.dumps(r, indent=1))
     paths[1].write_text(overhead_md(r))

@@ -1,0 +1,22 @@
+"""The framework-overhead section of the benchmark runs and reports what it measured."""
+
+import argparse
+import json
+
+import torch
+
+from augbench.bench.overhead import bench_overhead, overhead_md, write_overhead
+
+
+def test_overhead_section_measures_three_loops_and_writes_its_tables(tmp_path, fake_cifar):
+    args = argparse.Namespace(root=str(fake_cifar), verify=False, overhead_batch=8, overhead_steps=3,
+                              overhead_reps=1)
+    r = bench_overhead(args, torch.device("cpu"))
+    assert set(r["ms_per_step"]) == {"plain", "trainer", "trainer_before"}
+    assert all(len(v) == 1 for v in r["raw_ms"].values())
+    assert r["trainer_minus_plain_ms"] == r["ms_per_step"]["trainer"] - r["ms_per_step"]["plain"]
+    md = overhead_md(r)
+    assert "not projected" in md and "0.15 ms" in md
+    paths = write_overhead(r, tmp_path)
+    assert [p.name for p in paths] == ["overhead_cpu.json", "overhead_cpu.md"]
+    assert json.loads(paths[0].read_text())["batch"] == 8
