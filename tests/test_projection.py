@@ -110,6 +110,13 @@ def test_check_kernels_flags_a_cell_that_grew(monkeypatch, capsys):
     assert projcli.main(["--check-kernels", "--models", "lenet", "--regimes", "cutmix"]) == 0
 
 
+def test_help_lists_the_knobs(capsys):
+    with pytest.raises(SystemExit):
+        projcli.parse_args(["--project", "h100", "--help"])
+    out = capsys.readouterr().out
+    assert all(f"--{k.replace('_', '-')}" in out for k in P.ASSUMPTIONS) and "80-90%" in out
+
+
 def test_update_merges_cells(tmp_path):
     path = tmp_path / "kernels.json"
     doc = {"counts": {"lenet": {"a": {"kernels": 1, "phases": {}}}}}

@@ -65,7 +65,8 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--framework-batches", type=int, help="steps per epoch of the Trainer measurement (40)")
     p.add_argument("--framework-epochs", type=int, help="interleaved epochs of the Trainer measurement (3)")
     for k, (default, why) in P.ASSUMPTIONS.items():
-        p.add_argument(f"--{k.replace('_', '-')}", type=float, default=default, help=f"{why} (default {default})")
+        p.add_argument(f"--{k.replace('_', '-')}", type=float, default=default,
+                       help=f"{why} (default {default})".replace("%", "%%"))
     p.add_argument("--compile-timeout", type=float, default=900,
                    help="seconds allowed for the torch.compile attempt of --densenet (it took ~6 min here)")
     p.add_argument("--out", default="benchmarks")

@@ -119,5 +119,8 @@ def render(r: dict) -> str:
         lines += [f"| {row['model']} | {_f(row['measured_images_per_s'])} | {_f(row['projected_images_per_s'])} | "
                   f"{row['gap']:+.0%} |" for row in g["rows"]]
     if r.get("tracking"):
-        lines += ["", "## Tracked kernel counts (benchmarks/kernels.json)", "", *[f"- {t}" for t in r["tracking"]]]
+        notes = r["tracking"]
+        shown = notes if len(notes) <= 13 else [*notes[:12], f"… {len(notes) - 13} more cells (all in the log)", notes[-1]]
+        lines += ["", "## Tracked kernel counts against benchmarks/kernels.json before this run", "",
+                  *[f"- {t}" for t in shown]]
     return "\n".join(lines) + "\n"
