@@ -6,9 +6,10 @@ RUN := $(UV) run --locked --no-sync
 ARGS ?=
 GRID ?= multirun/grid
 HOST ?= localhost
+GPU ?= h100,a100,h200
 
 .DEFAULT_GOAL := help
-.PHONY: help install train test test-fast test-slurm test-gpu gpu-check gallery report evaluate example grid bench tensorboard clean
+.PHONY: help install train test test-fast test-slurm test-gpu gpu-check gallery report evaluate example grid bench projection kernels-check tensorboard clean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -59,6 +60,12 @@ evaluate: install ## the evaluation suite on a finished run or grid, resumably (
 
 bench: install ## throughput of augbench vs the conventional pipeline; writes benchmarks/
 	$(RUN) python -m augbench.bench $(ARGS)
+
+projection: install ## PROJECTED GPU cost of the grid from kernels counted on the CPU (GPU=h100,a100,h200); writes benchmarks/projection_*
+	$(RUN) python -m augbench.bench --project $(GPU) $(ARGS)
+
+kernels-check: install ## kernels per training step against benchmarks/kernels.json (fails when a cell grew)
+	$(RUN) python -m augbench.bench --check-kernels $(ARGS)
 
 tensorboard: install ## serve the TensorBoard logs of outputs/ and multirun/ on localhost:6006 (HOST=0.0.0.0 exposes them)
 	$(RUN) tensorboard --logdir . --port 6006 --host $(HOST)
