@@ -26,7 +26,7 @@ install: .venv/.synced ## bootstrap uv if missing, then install the locked envir
 train: install ## train the default run (make train ARGS="model=lenet aug=cutmix")
 	$(RUN) python train.py $(ARGS)
 
-test: install ## run the test suite (about 8 min on 2 CPU cores; see test-fast)
+test: install ## run the test suite (about 14 min on 2 CPU cores; see test-fast)
 	$(RUN) python -m pytest $(ARGS)
 
 test-fast: install ## the test suite without the slow real-data runs

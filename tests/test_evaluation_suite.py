@@ -59,7 +59,8 @@ def test_label_noise_touches_training_labels_only_and_is_saved_with_the_run(tmp_
     assert not torch.equal(clean.host["train"][1], noisy.host["train"][1])
     assert torch.equal(clean.host["train"][1], noisy.noise["true"])
 
-    m = _train(_tiny(tmp_path, fake_cifar, ["data.label_noise=0.8", "data.test_every_epoch=true"], name="noisy"))
+    m = _train(_tiny(tmp_path, fake_cifar, ["data.label_noise=0.8", "data.test_every_epoch=true", "model=lenet",
+                                            "eval=accuracy"], name="noisy"))
     saved = json.loads((tmp_path / "noisy" / m["label_noise"]["indices_file"]).read_text())
     assert saved["drawn_file_index"] == noisy.noise["drawn_file_index"].tolist()
     assert saved["label"] == noisy.noise["targets"][noisy.noise["drawn"]].tolist()
