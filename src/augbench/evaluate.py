@@ -72,7 +72,9 @@ def evaluate_run(folder: Path, eval_cfg: DictConfig, device) -> dict:
         raise FileNotFoundError(f"{ckpt} is missing: the run's final weights are needed (they are never deleted "
                                 "by augbench; was the folder copied without checkpoints?)")
     config = OmegaConf.create(metrics["config"])
-    with RunLock(folder, stale_after_s=config.run_lock.stale_after_s, heartbeat_s=config.run_lock.heartbeat_s):
+    lock = {"stale_after_s": OmegaConf.select(config, "run_lock.stale_after_s", default=600),  # older runs lack it
+            "heartbeat_s": OmegaConf.select(config, "run_lock.heartbeat_s", default=30)}
+    with RunLock(folder, **lock):
         model = Classifier.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False,
                                                 channels_last=device.type == "cuda")
         dm = instantiate(config.data)
