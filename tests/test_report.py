@@ -204,7 +204,7 @@ def test_report_md_missing_and_findings(grid):
     assert "on cifar10/resnet18 cutmix wins with 97.00%, +5.00 over baseline_plus and +4.00 over the runner-up mixup" in rep
     assert "on cifar100/lenet baseline_plus wins with 41.00% and +3.00 over the runner-up cutout" in rep
     assert "wins: cutmix 1, baseline_plus 1" in rep
-    assert "baseline -11.00 (1 rows), cutout -3.00 (1 rows), mixup +1.00 (1 rows), cutmix +5.00 (1 rows)" in rep
+    assert "baseline -11.00 (1 row), cutout -3.00 (1 row), mixup +1.00 (1 row), cutmix +5.00 (1 row)" in rep
     deltas = [81 - 88.97, 92 - 94.99, 93 - 95.77, 97 - 96.20, 41 - 41.32, 38 - 37.30]
     assert f"mean |Δ| is {np.mean(np.abs(deltas)):.2f} points over 6 cells" in rep
     assert "18 found, 16 completed, 1 failed, 1 unfinished" in rep
@@ -352,3 +352,18 @@ def test_report_shows_every_regime_the_runs_hold(tmp_path):
     for aug in ("baseline_plus", "cutmix", "random_erasing", "ricap", "mixup_cutmix"):
         assert f" {aug} " in header
     assert "ricap" in (tmp_path / "report.md").read_text()
+
+
+def test_table1_with_many_regimes_is_printed_a_line_per_regime(tmp_path):
+    from augbench.report import collect_runs, summarise, table_md
+
+    augs = ["baseline", "baseline_plus", "cutout", "mixup", "cutmix", "ricap", "gridmask", "hide_and_seek"]
+    for i, aug in enumerate(augs):
+        for seed in range(2):
+            write_run(tmp_path, "fashion_mnist", "lenet", aug, seed, 0.80 + 0.01 * i + 0.001 * seed)
+    md = table_md(summarise(collect_runs(tmp_path)))
+    lines = [line for line in md.splitlines() if line.startswith("|")]
+    assert lines[0] == "| regime | fashion_mnist / lenet |"
+    assert len(lines) == 2 + len(augs) and lines[2].startswith("| baseline |")
+    best = [line for line in lines if "**" in line]
+    assert len(best) == 1 and best[0].startswith("| hide_and_seek |") and "best mean in the column" in md

@@ -52,6 +52,12 @@ def fmt_p(p) -> str:
     return "—" if p is None else ("<0.001" if p < 0.001 else f"{p:.3f}")
 
 
+def p_holm(p) -> str:
+    """``p_Holm = 0.030`` or ``p_Holm < 0.001``, for running text."""
+    text = fmt_p(p)
+    return f"p_Holm < {text[1:]}" if text.startswith("<") else f"p_Holm = {text}"
+
+
 def verdict(c: dict) -> str:
     if c["p"] is None:
         return f"n/a: {c['note']}"
@@ -101,6 +107,6 @@ def significant_sentence(comps: list[dict], what: str = "Table 1") -> str:
         return (f"None of the {tested} tested differences in {what} is significant at {ALPHA:g} after Holm's "
                 "correction: with these seeds, the gaps above may be noise.")
     items = [f"{c['aug']} {c['direction']} than {c['ref']} on {'/'.join(c['row'])} ({c['diff']:+.2f}, "
-             f"p_Holm = {fmt_p(c['p_holm'])}, n = {c['n']})" for c in real]
+             f"{p_holm(c['p_holm'])}, n = {c['n']})" for c in real]
     return (f"{len(real)} of {tested} tested differences in {what} are significant at {ALPHA:g} after Holm's "
             f"correction: {'; '.join(items)}. The others may be noise at this number of seeds.")

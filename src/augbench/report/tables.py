@@ -129,6 +129,9 @@ def _delta_augs(s: dict) -> list[str]:
     return list(AUGS) if any((d, m, a) in STUDY for d, m in s["rows"] for a in AUGS) else []
 
 
+WIDE = 7  # more regimes than this (and no study columns): Table 1 is printed with a line per regime
+
+
 def table_md(s: dict) -> str:
     augs, cells, deltas = s["augs"], s["cells"], _delta_augs(s)
     lines = [
@@ -141,6 +144,13 @@ def table_md(s: dict) -> str:
         "| data | model | " + " | ".join([*augs, *(f"Δ {a}" for a in deltas)]) + " |",
         "|---|---|" + "---|" * (len(augs) + len(deltas)),
     ]
+    if len(augs) > WIDE and not deltas and s["rows"]:
+        # many regimes: one line per regime, one column per data/model pair, so the table stays readable
+        lines[-2:] = ["| regime | " + " | ".join(f"{d} / {m}" for d, m in s["rows"]) + " |",
+                      "|---|" + "---|" * len(s["rows"])]
+        lines += [f"| {a} | " + " | ".join(marked(cells[d, m, a]) for d, m in s["rows"]) + " |" for a in augs]
+        lines[0] = lines[0].replace("best mean in the row", "best mean in the column")
+        return "\n".join(lines) + "\n"
     for d, m in s["rows"]:
         vals = [marked(cells[d, m, a]) for a in augs] + [fmt(cells[d, m, a]["delta"], "+.2f") for a in deltas]
         lines.append(f"| {d} | {m} | " + " | ".join(vals) + " |")

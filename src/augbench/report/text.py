@@ -9,7 +9,7 @@ import numpy as np
 
 from augbench.report.collect import completed, describe, rank
 from augbench.report.reference import AUGS, STUDY, STUDY_ROWS
-from augbench.report.significance import BASE, fmt_p, significant_sentence
+from augbench.report.significance import BASE, p_holm, significant_sentence
 from augbench.report.stats import seed_key
 from augbench.report.tables import plural
 from augbench.runs import describe_status
@@ -23,7 +23,7 @@ def _versus_base(s: dict, row, aug) -> str:
     if c["p"] is None:
         return f"; {aug} vs {BASE}: untested ({c['note']})"
     verdict = f"significantly {c['direction']}" if c["significant"] else "not significantly different"
-    return f"; {aug} vs {BASE}: {verdict} (p_Holm = {fmt_p(c['p_holm'])}, n = {c['n']})"
+    return f"; {aug} vs {BASE}: {verdict} ({p_holm(c['p_holm'])}, n = {c['n']})"
 
 
 def findings(s: dict) -> str:
@@ -60,14 +60,14 @@ def findings(s: dict) -> str:
     if per_row:
         out.append("Winners are by mean; whether a gap is real is said only by the paired tests. "
                    "Per row, " + "; ".join(per_row) + ".")
-        out.append(f"Across the {sum(wins.values())} rows with at least two regimes, wins: "
+        out.append(f"Across {plural(sum(wins.values()), 'row')} with at least two regimes, wins: "
                    + ", ".join(f"{a} {k}" for a, k in wins.most_common()) + ".")
     else:
         out.append("No row has two regimes finished yet, so there are no winners.")
     out.append(significant_sentence(s["comparisons"]))
     if gains:
         out.append(f"Mean gain over {BASE} (points, over rows where both finished): "
-                   + ", ".join(f"{a} {np.mean(g):+.2f} ({len(g)} rows)"
+                   + ", ".join(f"{a} {np.mean(g):+.2f} ({plural(len(g), 'row')})"
                                for a, g in sorted(gains.items(), key=lambda kv: rank(kv[0], AUGS))) + ".")
     deltas = [c for c in cells.values() if c["delta"] is not None]
     if deltas:
