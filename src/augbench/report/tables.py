@@ -204,6 +204,12 @@ def table_tex(s: dict) -> str:
 
 def regime_table_md(rows, augs, cells, legend: str, digits: int = 2) -> str:
     """A narrow table: rows data/model, columns regimes; cells[(d, m, a)] as from make_cell."""
+    if len(augs) > WIDE:  # a line per regime, as Table 1
+        cell = lambda d, m, a: marked(cells[d, m, a], digits=digits) if (d, m, a) in cells else "—"  # noqa: E731
+        lines = [legend.replace("best mean in the row", "best mean in the column"), "",
+                 "| regime | " + " | ".join(f"{d} / {m}" for d, m in rows) + " |", "|---|" + "---|" * len(rows)]
+        lines += [f"| {a} | " + " | ".join(cell(d, m, a) for d, m in rows) + " |" for a in augs]
+        return "\n".join(lines) + "\n"
     lines = [legend, "", "| data | model | " + " | ".join(augs) + " |", "|---|---|" + "---|" * len(augs)]
     for d, m in rows:
         lines.append(f"| {d} | {m} | "
