@@ -113,7 +113,7 @@ def missing(runs: list[dict], s: dict) -> list[str]:
             notes = ([f"missing seeds {', '.join(map(str, gone))}"] if gone else []) + notes
             lines.append(f"- {d}/{m}/{a}: {c['n']} of {max_n} seeds" + (f" ({'; '.join(notes)})" if notes else ""))
     absent = [f"{d}/{m}" for d, m in STUDY_ROWS if (d, m) not in s["rows"]]
-    if s["rows"] and absent:
+    if absent and any(row in STUDY_ROWS for row in s["rows"]):  # a partial study grid, not another dataset
         lines.append(f"- study rows with no run at all: {', '.join(absent)}")
     failed = [r for r in runs if r["status"] == "failed"]
     if failed:
