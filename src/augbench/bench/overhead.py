@@ -18,17 +18,15 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanMetric
 
-from augbench.bench.common import _device_name, _log, _sync
-from augbench.bench.trainer import _trainer_data, plain_step
+from augbench.bench.common import _device_name, _log, _timed_loop
+from augbench.bench.trainer import _EpochTimer, _trainer_data, plain_step
 from augbench.callbacks import CropFlip
 from augbench.module import Classifier
 from augbench.training import LastCheckpoint
@@ -52,23 +50,10 @@ class BeforeCuts(Classifier):
         return loss
 
 
-class _Timer(Callback):
-    def __init__(self, device):
-        self.device, self.seconds = device, None
-
-    def on_train_epoch_start(self, trainer, pl_module):
-        _sync(self.device)
-        self.t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module):
-        _sync(self.device)
-        self.seconds = time.perf_counter() - self.t0
-
-
 def _trainer_epoch(cls, dm, device, steps: int, folder: Path) -> float:
     spec = dm.spec
     model = cls("lenet", spec.channels, spec.num_classes, channels_last=device.type == "cuda")
-    timer = _Timer(device)
+    timer = _EpochTimer(device)
     on_gpu = device.type == "cuda"
     trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, max_epochs=1, limit_train_batches=steps,
                         limit_val_batches=0, num_sanity_val_steps=0, enable_progress_bar=False,
@@ -84,13 +69,7 @@ def bench_overhead(args, device) -> dict:
     n, reps = args.overhead_steps, args.overhead_reps
     plain = plain_step(dm.host["train"], dm.spec, device, args.overhead_batch, "32-true")
 
-    def plain_loop(k):
-        _sync(device)
-        t = time.perf_counter()
-        for i in range(k):
-            plain(i)
-        _sync(device)
-        return time.perf_counter() - t
+    plain_loop = _timed_loop(plain, device)
 
     with tempfile.TemporaryDirectory() as tmp:
         loops = {"plain": plain_loop,
