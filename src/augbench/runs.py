@@ -155,12 +155,12 @@ COSMETIC = {"output_dir", "progress_refresh_rate", "trainer.enable_progress_bar"
 COSMETIC_PREFIXES = ("aug.callbacks", "eval.")
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
     flat = {}
     for k, v in d.items():
         key = f"{prefix}{k}"
         if isinstance(v, dict):
-            flat |= flatten(v, key + ".")
+            flat |= flatten(v, key + sep, sep)
         else:
             flat[key] = v
     return flat

@@ -141,16 +141,9 @@ def save_label_noise(out: Path, noise: dict) -> None:
 
 def log_eval(logger: TensorBoardLogger, results: dict, step: int) -> None:
     """The suite's numbers as TensorBoard scalars, eval/<measure>/<key>."""
-    flat = {}
-
-    def walk(d: dict, prefix: str) -> None:
-        for k, v in d.items():
-            if isinstance(v, dict):
-                walk(v, f"{prefix}{k}/")
-            elif isinstance(v, (int, float)) and not isinstance(v, bool):
-                flat[f"{prefix}{k}"] = v
-
-    walk({k: v for k, v in results.items() if k != "calibration_bins"}, "eval/")
+    scalars = {k: v for k, v in results.items() if k != "calibration_bins"}
+    flat = {k: v for k, v in flatten(scalars, "eval/", sep="/").items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)}
     if flat:
         logger.log_metrics(flat, step=step)
 
