@@ -61,6 +61,9 @@ def test_misspelled_key_is_rejected():
     (["runs_per_gpu=0"], r"runs_per_gpu=0 is invalid: must be an integer >= 1"),
     (["run_lock.heartbeat_s=900"], r"run_lock.heartbeat_s=900 is invalid: must be .* below run_lock.stale_after_s"),
     (["model.compile_mode=fastest"], r"model.compile_mode='fastest' is invalid: must be null or one of .*reduce-overhead"),
+    # the Classifier steps the optimiser itself: Lightning's clipping and accumulation would not apply
+    (["+trainer.gradient_clip_val=1.0"], r"trainer.gradient_clip_val=1.0 is invalid: must be unset"),
+    (["+trainer.accumulate_grad_batches=4"], r"trainer.accumulate_grad_batches=4 is invalid: .*set data.batch_size"),
 ])
 def test_out_of_range_values_name_key_value_and_allowed(tmp_path, overrides, message):
     cfg = make_cfg(tmp_path, overrides)

@@ -56,7 +56,7 @@ def test_the_callback_plans_at_the_feature_size_and_weights_by_its_area(layer, s
     assert plan["layer"] == layer and plan["mask"].shape[-2:] == (size, size)
     share = 1 - plan["mask"].float().mean((1, 2, 3))  # λ from the box's area at the feature map's size
     assert torch.allclose(batch["weights"][:, 0], share.expand(8))
-    loss = model.training_step(batch, 0)
+    loss = model.training_loss(batch, 0)
     assert torch.isfinite(loss)
 
 

@@ -22,7 +22,7 @@ def mixed_batch(cls, seed=0, n=16):
 
 def step(model, batch):
     model.train_sums.zero_()
-    loss = model.training_step(batch, 0)
+    loss = model.training_loss(batch, 0)
     return loss, model.train_sums[1].clone()  # one step: the sum is that step's accuracy
 
 

@@ -290,7 +290,7 @@ def test_training_loss_with_four_ricap_partners():
     img, targets, weights = ricap(x, y, beta=0.3, generator=gen(2))
     assert len(set(weights[0].tolist())) > 1  # a genuinely four-way mix for this seed
     batch = {"image": img, "target": y, "targets": targets, "weights": weights}
-    loss = model.training_step(batch, 0)
+    loss = model.training_loss(batch, 0)
     with torch.no_grad():
         logits = model(img)
     want = sum(weights[:, k] * F.cross_entropy(logits, targets[:, k], reduction="none") for k in range(4)).mean()

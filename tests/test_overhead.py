@@ -3,18 +3,23 @@
 import argparse
 import json
 
+import pytest
 import torch
 
 from augbench.bench.overhead import bench_overhead, overhead_md, write_overhead
 
 
-def test_overhead_section_measures_three_loops_and_writes_its_tables(tmp_path, fake_cifar):
+def test_overhead_section_measures_four_loops_and_writes_its_tables(tmp_path, fake_cifar):
     args = argparse.Namespace(root=str(fake_cifar), verify=False, overhead_batch=8, overhead_steps=3,
                               overhead_reps=1)
     r = bench_overhead(args, torch.device("cpu"))
-    assert set(r["ms_per_step"]) == {"plain", "trainer", "trainer_before"}
+    assert set(r["ms_per_step"]) == {"plain", "trainer", "trainer_automatic", "trainer_before"}
     assert all(len(v) == 1 for v in r["raw_ms"].values())
-    assert r["trainer_minus_plain_ms"] == r["ms_per_step"]["trainer"] - r["ms_per_step"]["plain"]
+    # one repetition: the paired difference is that repetition's difference
+    raw = r["raw_ms"]
+    assert r["trainer_minus_plain_ms"] == pytest.approx(raw["trainer"][0] - raw["plain"][0])
+    assert r["automatic_minus_plain_ms"] == pytest.approx(raw["trainer_automatic"][0] - raw["plain"][0])
+    assert r["over_plain_range_ms"]["trainer"] == [pytest.approx(r["trainer_minus_plain_ms"])] * 2
     md = overhead_md(r)
     assert "not projected" in md and "0.15 ms" in md
     paths = write_overhead(r, tmp_path)

@@ -73,6 +73,12 @@ def validate(cfg: DictConfig) -> None:
     if _get(cfg, "trainer.deterministic") and _get(cfg, "trainer.benchmark"):
         raise ConfigError("trainer.benchmark=true is invalid with trainer.deterministic=true: cudnn.benchmark "
                           "picks kernels by timing them, so results differ run to run; leave trainer.benchmark=null")
+    # the Classifier takes the optimiser step itself (manual optimisation), which Lightning runs
+    # without its gradient clipping and accumulation
+    need("trainer.gradient_clip_val", lambda v: v is None or v == 0, "unset: the study clips no gradients, and "
+         "augbench takes the optimiser step itself, where the Trainer's clipping does not apply")
+    need("trainer.accumulate_grad_batches", lambda v: v is None or v == 1, "unset (1): to train on larger "
+         "batches set data.batch_size (and scale optim.lr); every step is one batch")
     need("runs_per_gpu", lambda v: _int(v) and v >= 1, "an integer >= 1")
     need("run_lock.stale_after_s", lambda v: _number(v) and v > 0, "a number of seconds > 0")
     need("run_lock.heartbeat_s", lambda v: _number(v) and 0 < v < _get(cfg, "run_lock.stale_after_s"),

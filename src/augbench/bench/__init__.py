@@ -3,7 +3,7 @@
 One run on one device measures and writes ``<out>/bench_<device>.json`` and ``.md``:
 
 1. per backbone, training images/s and seconds per 40,000-image epoch of (a) augbench's pipeline
-   (resident uint8 data, batched baseline+ on the device, ``Classifier.training_step``) and (b) the
+   (resident uint8 data, batched baseline+ on the device, ``Classifier.training_loss``) and (b) the
    conventional one (torchvision ``CIFAR10`` + PIL transforms in DataLoader workers, fp32 eager,
    plain SGD loop), their ratio, peak memory (on a GPU: allocated, and reserved with the allocator's
    cache) and the projected GPU-hours of the whole grid;

@@ -300,7 +300,7 @@ def count_step(model: str, callbacks: list, *, batch_size: int = 128, net: torch
                seed: int = 0, **settings) -> KernelCounter:
     """The kernels of one training step of ``model`` under ``callbacks`` (a regime of ``conf/aug``), by
     phase: data (the batch taken from the resident set and normalised), augmentation (each callback's
-    ``apply``, as ``on_train_batch_start`` calls it), forward, loss (the rest of ``training_step``:
+    ``apply``, as ``on_train_batch_start`` calls it), forward, loss (the rest of ``training_loss``:
     loss, train metrics, the NaN watch), backward, optimizer (zero_grad and step).
 
     ``settings`` (precision, channels_last, fused) default to ``GPU_STEP``. The second step of an epoch

@@ -32,7 +32,7 @@ def _levers_md(lv: dict | None, s: dict, dev: str) -> list[str]:
     lines = ["", "## 5. Levers, one at a time", ""]
     if lv is None:
         return lines + ["Not measured (--skip-levers)."]
-    lines += [f"augbench's step of section 1 (resident uint8 data, batched baseline+, `Classifier.training_step`, "
+    lines += [f"augbench's step of section 1 (resident uint8 data, batched baseline+, `Classifier.training_loss`, "
               f"SGD) for {lv['model']} on the {dev}, with the levers switched on cumulatively: each row keeps the "
               f"rows above and adds one (this run's precision: {lv['precision']}; the autocast row uses "
               f"{lv['autocast_precision']}). Row 1 is fp32 eager with NCHW tensors, foreach SGD and "
@@ -112,7 +112,7 @@ def render_md(r: dict) -> str:
         + (" (real Fashion-MNIST)." if r["trainer_vs_plain"]["data"] == "fashion_mnist" else "."), "",
         "## 1. Training throughput per backbone", "",
         f"(a) augbench: uint8 CIFAR resident on the {dev}, batched baseline+ (crop with 4 px of black + flip) "
-        "on the device, `Classifier.training_step`, SGD (momentum 0.9, nesterov, wd 5e-4) as `make_sgd` builds it "
+        "on the device, `Classifier.training_loss`, SGD (momentum 0.9, nesterov, wd 5e-4) as `make_sgd` builds it "
         + ("(fused)" if dev == "cuda" else "(foreach)") + "; " + _precision_md(s["precision"])
         + (" + channels_last" if dev == "cuda" else "")
         + (", `torch.compile`" if s["compile"] else "") + ". "
@@ -177,7 +177,7 @@ def render_md(r: dict) -> str:
               + f"; median of {t['epochs']} interleaved epochs. Target: Trainer/plain ≤ {TRAINER_TARGET}.", "",
               "| loop | s/epoch | img/s | ratio to plain |", "|---|---:|---:|---:|"]
     for k, label in (("plain", "plain loop: net, cross-entropy, SGD"),
-                     ("module", "plain loop calling `Classifier.training_step`"),
+                     ("module", "plain loop calling `Classifier.training_loss`"),
                      ("trainer", "`lightning.Trainer.fit`")):
         lines.append(f"| {label} | {t[f'{k}_s_per_epoch']:.2f} | {_f(t[f'{k}_images_per_s'])} | "
                      f"{t[f'{k}_s_per_epoch'] / t['plain_s_per_epoch']:.3f} |")

@@ -86,7 +86,7 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
 
     def train(batch, i):
         with _amp(device, precision), phase("loss"):
-            loss = module.training_step(batch, i)
+            loss = module.training_loss(batch, i)
         with phase("optimizer"):
             opt.zero_grad(set_to_none=True)
         if scaler is not None:
