@@ -40,7 +40,8 @@ def test_bench_writes_json_and_md(tmp_path):
 
     t = written["trainer_vs_plain"]
     assert t["batches_per_epoch"] == 2 and t["model"] == "lenet"
-    assert all(t[f"{k}_s_per_epoch"] > 0 for k in ("plain", "module", "trainer")) and t["trainer_over_plain"] > 0
+    assert all(t[f"{k}_s_per_epoch"] > 0 for k in ("plain", "module", "trainer", "trainer_automatic"))
+    assert t["trainer_over_plain"] > 0 and t["trainer_automatic_over_plain"] > 0
 
     syncs = written["host_syncs"]
     assert {"baseline", "baseline_plus", "cutout", "mixup", "cutmix", "trainer"} <= set(syncs)

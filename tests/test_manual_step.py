@@ -6,7 +6,7 @@ import pytest
 import torch
 from lightning.pytorch.plugins.precision import MixedPrecision
 
-from augbench.bench.overhead import Automatic  # the Classifier under Lightning's automatic optimisation
+from augbench.bench.trainer import Automatic  # the Classifier under Lightning's automatic optimisation
 from augbench.callbacks import CropFlip, CutMix
 from augbench.data import AugDataModule
 from augbench.module import Classifier

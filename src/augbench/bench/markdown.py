@@ -174,11 +174,15 @@ def render_md(r: dict) -> str:
               f"{'fused' if t['optimizer']['fused'] else 'foreach'} SGD), same precision: "
               f"{_precision_md(t['precision'])}, on the {dev}"
               + (" with one torch thread (stable ratios on shared machines)" if dev == "cpu" else "")
-              + f"; median of {t['epochs']} interleaved epochs. Target: Trainer/plain ≤ {TRAINER_TARGET}.", "",
+              + f"; every loop at lr 0 from the same initial weights (trained weights change the compute itself); "
+              f"median of {t['epochs']} interleaved epochs. Target: Trainer/plain ≤ {TRAINER_TARGET}.", "",
               "| loop | s/epoch | img/s | ratio to plain |", "|---|---:|---:|---:|"]
     for k, label in (("plain", "plain loop: net, cross-entropy, SGD"),
                      ("module", "plain loop calling `Classifier.training_loss`"),
-                     ("trainer", "`lightning.Trainer.fit`")):
+                     ("trainer_automatic", "`lightning.Trainer.fit`, Lightning's automatic optimisation (before)"),
+                     ("trainer", "`lightning.Trainer.fit`, the step taken in `training_step` (now)")):
+        if f"{k}_s_per_epoch" not in t:  # results written before that loop was measured
+            continue
         lines.append(f"| {label} | {t[f'{k}_s_per_epoch']:.2f} | {_f(t[f'{k}_images_per_s'])} | "
                      f"{t[f'{k}_s_per_epoch'] / t['plain_s_per_epoch']:.3f} |")
 

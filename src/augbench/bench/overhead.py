@@ -2,8 +2,9 @@
 removed from it, and what is left. Writes ``<out>/overhead_<device>.{json,md}``.
 
 One process, one device, one thread; LeNet with crop+flip on small batches, so that compute is small
-and host time shows. Per-step figures are (time of 2n steps − time of n steps) / n, which cancels
-what an epoch costs once (start, end, checkpoint); medians of interleaved repetitions.
+and host time shows; every loop at lr 0 from the same initial weights (see ``bench.trainer.FROZEN``). Per-step
+figures are (time of 2n steps − time of n steps) / n, which cancels what an epoch costs once (start,
+end, checkpoint); medians of interleaved repetitions.
 
 - ``plain``: a PyTorch loop: the training optimiser, cross-entropy, the same CropFlip.
 - ``trainer``: augbench's Classifier under the Trainer as ``train`` sets it up (logger, checkpoint
@@ -28,21 +29,10 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from torchmetrics import MeanMetric
 
 from augbench.bench.common import _device_name, _log, _timed_loop
-from augbench.bench.trainer import _EpochTimer, _trainer_data, plain_step
+from augbench.bench.trainer import FROZEN, Automatic, _EpochTimer, _frozen, _trainer_data, plain_step
 from augbench.callbacks import CropFlip, GalleryLogger
 from augbench.module import Classifier
 from augbench.training import LastCheckpoint
-
-
-class Automatic(Classifier):
-    """The Classifier under Lightning's automatic optimisation: the loss is returned, Lightning steps."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.automatic_optimization = True
-
-    def training_step(self, batch, batch_idx):
-        return self.training_loss(batch, batch_idx)
 
 
 class BeforeCuts(Automatic):
@@ -65,8 +55,8 @@ class BeforeCuts(Automatic):
 
 def _trainer_epoch(cls, dm, device, steps: int, folder: Path) -> float:
     spec = dm.spec
-    # lr 0.02: at the study's 0.1 LeNet sometimes diverges, and the NaN watch would stop the timing
-    model = cls("lenet", spec.channels, spec.num_classes, lr=0.02, channels_last=device.type == "cuda")
+    torch.manual_seed(0)  # the plain loop's initial weights
+    model = cls("lenet", spec.channels, spec.num_classes, lr=FROZEN, channels_last=device.type == "cuda")
     timer = _EpochTimer(device)
     on_gpu = device.type == "cuda"
     trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, max_epochs=1, limit_train_batches=steps,
@@ -81,7 +71,9 @@ def bench_overhead(args, device) -> dict:
     root = Path(args.root) if getattr(args, "root", None) else Path("data")
     dm = _trainer_data(root, getattr(args, "verify", True), args.overhead_batch)
     n, reps = args.overhead_steps, args.overhead_reps
+    torch.manual_seed(0)
     plain = plain_step(dm.host["train"], dm.spec, device, args.overhead_batch, "32-true")
+    _frozen(plain.opt)
 
     plain_loop = _timed_loop(plain, device)
 
@@ -122,7 +114,9 @@ def overhead_md(r: dict) -> str:
     return "\n".join([
         f"# Lightning's host time per training step ({r['device']})", "",
         "Measured (not projected): LeNet, crop+flip, batch "
-        f"{r['batch']}, {r['threads']} thread(s); per step = (2n − n steps)/n with n = {r['steps']}, "
+        f"{r['batch']}, {r['threads']} thread(s), every loop at lr 0 from the same initial weights (trained "
+        "weights change the compute itself); per step = (2n − n steps)/n with n = "
+        f"{r['steps']}, "
         f"median of {r['reps']} interleaved repetitions; over the plain loop: the median (and range) of each "
         "repetition's difference to the plain loop timed next to it. `python -m augbench.bench --overhead`.", "",
         "| loop | ms per step | over the plain loop |", "|---|---:|---:|",
@@ -155,8 +149,8 @@ def main(argv=None) -> int:
     p.add_argument("--overhead", action="store_true", help="this section (required)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--overhead-batch", type=int, default=32, help="images per step (small: host time shows)")
-    p.add_argument("--overhead-steps", type=int, default=100, help="n: each repetition times n and 2n steps")
-    p.add_argument("--overhead-reps", type=int, default=5, help="interleaved repetitions; the median is reported")
+    p.add_argument("--overhead-steps", type=int, default=200, help="n: each repetition times n and 2n steps")
+    p.add_argument("--overhead-reps", type=int, default=11, help="interleaved repetitions; the median is reported")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     p.add_argument("--root", default=None, help="CIFAR-10 folder when Fashion-MNIST is not installed")
     p.add_argument("--out", default="benchmarks")

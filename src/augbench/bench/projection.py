@@ -112,12 +112,13 @@ class HostTimer:
 
 def framework_overhead(batches: int, epochs: int) -> dict:
     """Lightning's host time per step over augbench's own step loop (LeNet, CropFlip, bf16-mixed, this
-    CPU, one thread, no progress bar or logger), and the kernels the Trainer adds per step. Per step
-    means the difference between epochs of 2n and n steps, so the once-per-epoch work (hooks, metric
-    compute, the loader's permutation) drops out; the loops' epochs are interleaved."""
+    CPU, one thread, no progress bar or logger; both at lr 0 from the same weights), and the kernels
+    the Trainer adds per step. Per step means the difference between epochs of 2n and n steps, so the
+    once-per-epoch work (hooks, metric compute, the loader's permutation) drops out; the loops' epochs
+    are interleaved."""
     from augbench.bench.common import _one_thread, _timed_loop
     from augbench.bench.pipelines import augbench_step
-    from augbench.bench.trainer import _trainer_epoch
+    from augbench.bench.trainer import FROZEN, _frozen, _trainer_epoch
     from augbench.callbacks import CropFlip
     from augbench.data import AugDataModule
     from augbench.fakedata import write_fake_cifar
@@ -130,9 +131,11 @@ def framework_overhead(batches: int, epochs: int) -> dict:
         dm = AugDataModule("cifar10", root=str(root), batch_size=BATCH, verify=False, download=False)
         dm.load()
         assert len(dm.host["train"][0]) >= 2 * n * BATCH
-        torch.manual_seed(0)
+        torch.manual_seed(0)  # both from the same weights, at lr 0: equal compute (see bench.trainer.FROZEN)
         step = augbench_step("lenet", dm.host["train"], dm.spec, cpu, [CropFlip()], BATCH, precision="bf16-mixed")
-        module = Classifier("lenet", 3, 10)
+        _frozen(step.opt)
+        torch.manual_seed(0)
+        module = Classifier("lenet", 3, 10, lr=FROZEN)
         runs = {"trainer": lambda k: _trainer_epoch(module, dm, cpu, k, "bf16-mixed"), "loop": _timed_loop(step, cpu)}
         times = {(name, k): [] for name in runs for k in (n, 2 * n)}
         for name, fn in runs.items():  # warm-up
