@@ -44,6 +44,7 @@ def test_misspelled_key_is_rejected():
     (["aug=cutmix", "aug.prob=1.5"], r"aug.prob=1.5 is invalid: must be a number in \[0, 1\]"),
     (["aug=cutmix", "aug.prob=-0.1"], r"aug.prob=-0.1 is invalid"),
     (["aug=cutout", "aug.length=0"], r"aug.length=0 is invalid: must be an integer in \(0, 32\]"),
+    (["aug=gridmask", "aug.rotate=-90"], r"aug.rotate=-90 is invalid: must be an integer >= 0: the grid turns"),
     (["aug=cutout", "aug.length=33"], r"aug.length=33 is invalid"),
     (["aug=cutout", "aug.n_holes=-1"], r"aug.n_holes=-1 is invalid: must be an integer >= 0"),
     (["trainer.precision=17"], r"trainer.precision=17 is invalid: must be one of auto, 32-true, bf16-mixed, 16-mixed$"),

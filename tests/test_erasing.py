@@ -182,6 +182,70 @@ def test_gridmask_l_is_the_official_ceil_and_mode_0_drops_the_stripes():
     assert torch.equal(stripes, ~sq)
 
 
+def official_rotated_mask(h, w, d, l, st_h, st_w, r, mode=1) -> np.ndarray:
+    """akuxcw/GridMask grid.py Grid.__call__'s mask, line by line, for given draws: True = dropped."""
+    from PIL import Image
+
+    hh = math.ceil(math.sqrt(h * h + w * w))
+    mask = np.ones((hh, hh), np.float32)
+    for i in range(-1, hh // d + 1):
+        s, t = d * i + st_h, d * i + st_h + l
+        mask[max(min(s, hh), 0):max(min(t, hh), 0), :] *= 0
+    for i in range(-1, hh // d + 1):
+        s, t = d * i + st_w, d * i + st_w + l
+        mask[:, max(min(s, hh), 0):max(min(t, hh), 0)] *= 0
+    mask = np.asarray(Image.fromarray(np.uint8(mask)).rotate(r))
+    mask = mask[(hh - h) // 2:(hh - h) // 2 + h, (hh - w) // 2:(hh - w) // 2 + w]
+    return (mask == 1) if mode == 1 else (mask == 0)  # mode 1 keeps 1 − mask: the squares are dropped
+
+
+def ours_rotated(h, w, d, l_ratio, st_h, st_w, r, mode=1) -> np.ndarray:
+    """augbench's mask for the same draws: the canvas offsets as crop offsets δ = (st − (hh − h)//2) mod d."""
+    from augbench.augment.erasing import gridmask_apply
+
+    hh = math.ceil(math.sqrt(h * h + w * w))
+    delta = torch.tensor([[(st_h - (hh - h) // 2) % d], [(st_w - (hh - w) // 2) % d]], dtype=torch.float32)
+    out = gridmask_apply(ones(1, h, w), d2=d + 1, ratio=l_ratio, mode=mode, apply=torch.tensor([True]),
+                         d=torch.tensor([d]), u=(delta + 0.5) / d, angle=torch.tensor([r]))
+    return dropped(out)[0].numpy()
+
+
+@pytest.mark.parametrize("h,w", [(32, 32), (28, 28), (40, 24)])
+def test_gridmask_rotation_follows_the_official_pil_rotate(h, w):
+    rng = random.Random(h * 100 + w)
+    agree, total = 0, 0
+    for _ in range(60):
+        d = rng.randrange(6, 20)
+        l_ratio = rng.choice([0.4, 0.5, 0.6])
+        st_h, st_w, r, mode = rng.randrange(d), rng.randrange(d), rng.randrange(360), rng.randrange(2)
+        theirs = official_rotated_mask(h, w, d, math.ceil(d * l_ratio), st_h, st_w, r, mode)
+        ours = ours_rotated(h, w, d, l_ratio, st_h, st_w, r, mode)
+        if r % 90 == 0 and h == w:  # quarter turns map pixel centres onto pixel centres: exact
+            assert np.array_equal(ours, theirs), r
+        agree += int((ours == theirs).sum())
+        total += ours.size
+    # elsewhere a source point on a grid line may round the other way (float32 here, PIL's own arithmetic)
+    assert agree / total > 0.995, agree / total
+
+
+def test_gridmask_rotation_draws_angles_and_keeps_the_unrotated_stream():
+    x = ones(400)
+    plain = gridmask(x, d1=8, d2=12, ratio=0.5, prob=0.7, generator=gen(3))
+    assert torch.equal(gridmask(x, d1=8, d2=12, ratio=0.5, prob=0.7, rotate=1, generator=gen(3)), plain)  # official 1: none
+    turned = dropped(gridmask(x, d1=8, d2=12, ratio=0.5, prob=0.7, rotate=360, generator=gen(3)))
+    applied = dropped(plain).any((1, 2))
+    assert torch.equal(turned.any((1, 2)), applied)  # the same images masked: the stream before the angle is unchanged
+    # a turned grid is no longer a product of rows and columns for most images
+    separable = [torch.equal(m, m.any(1)[:, None] & m.any(0)[None, :]) for m in turned[applied]]
+    assert sum(separable) < 0.2 * len(separable)
+    # the dropped fraction stays ((d - l)/d)² on average, whatever the angle
+    assert abs(turned[applied].float().mean().item() - dropped(plain)[applied].float().mean().item()) < 0.02
+    g = gen(3)
+    torch.rand(400, generator=g), torch.randint(8, 12, (400,), generator=g), torch.rand(2, 400, generator=g)
+    angles = torch.randint(0, 360, (400,), generator=g)
+    assert 0 <= angles.min() and angles.max() < 360 and angles.unique().numel() > 200
+
+
 def test_gridmask_ramp():
     cb = GridMask(prob=0.8, seed=0)
     spec = SPECS["cifar10"]
@@ -239,7 +303,8 @@ def test_callback_keeps_targets_and_inputs(cls):
     (HideAndSeek, {"grid_sizes": [2.5]}, "aug.grid_sizes"), (HideAndSeek, {"hide_prob": -0.1}, "aug.hide_prob"),
     (GridMask, {"d1": 0}, "aug.d1"), (GridMask, {"d1": 24, "d2": 24}, "aug.d2"),
     (GridMask, {"ratio": 1.0}, "aug.ratio"),
-    (GridMask, {"rotate": 90}, "aug.rotate"), (GridMask, {"mode": 2}, "aug.mode"), (GridMask, {"prob": 2}, "aug.prob"),
+    (GridMask, {"rotate": -1}, "aug.rotate"), (GridMask, {"rotate": 1.5}, "aug.rotate"),
+    (GridMask, {"mode": 2}, "aug.mode"), (GridMask, {"prob": 2}, "aug.prob"),
     (GridMask, {"ramp_epochs": 0}, "aug.ramp_epochs"),
 ])
 def test_invalid_knobs_name_the_key(cls, kw, key):

@@ -112,7 +112,8 @@ def validate(cfg: DictConfig) -> None:
         "d1": (lambda v: _int(v) and 1 <= v <= size, f"an integer in [1, {size}]"),
         "d2": (lambda v: _int(v) and _int(aug.get("d1")) and v > aug.get("d1"), "an integer > aug.d1 (d ~ randint[d1, d2))"),
         "ratio": (lambda v: _number(v) and 0 < v < 1, "a number in (0, 1): the kept fraction l/d of the unit"),
-        "rotate": (lambda v: v == 0 and not isinstance(v, bool), "0 (rotation is not implemented)"),
+        "rotate": (lambda v: _int(v) and v >= 0, "an integer >= 0: the grid turns by randint[0, rotate) degrees "
+                   "(0 or 1: never; the official ImageNet setting is 360)"),
         "mode": (lambda v: v in (0, 1) and not isinstance(v, bool), "0 (drop the stripes) or 1 (drop the squares)"),
         "ramp_epochs": (lambda v: v is None or (_int(v) and v >= 1), "null (trainer.max_epochs) or an integer >= 1"),
         # ricap, mixup_cutmix

@@ -167,23 +167,33 @@ def gridmask_kept(d2: int, ratio: float, device) -> torch.Tensor:
     return torch.tensor([math.ceil(k * ratio) for k in range(d2)], device=device)
 
 
-def gridmask_draw(n: int, *, d1: int, d2: int, prob: float, generator, device) -> dict:
+def gridmask_draw(n: int, *, d1: int, d2: int, prob: float, generator, device, rotate: int = 0) -> dict:
     """Per image: applied? (U < prob), the unit d ~ randint[d1, d2), and the two offsets' uniforms
-    ``u`` (2, N), row 0 for y, row 1 for x (the stream of three calls rand, randint, rand, rand)."""
+    ``u`` (2, N), row 0 for y, row 1 for x (the stream of three calls rand, randint, rand, rand); with
+    ``rotate`` > 1 also the angle r ~ randint[0, rotate) in degrees (a fourth call; the official
+    ``np.random.randint(rotate)``, so rotate 0 or 1 is no rotation and draws nothing more)."""
     require(1 <= d1 < d2, "d1, d2", (d1, d2), "1 <= d1 < d2")
     require(0.0 <= prob <= 1.0, "prob", prob, "in [0, 1]")
     apply = torch.rand(n, generator=generator, device=device) < prob
     d = torch.randint(d1, d2, (n,), generator=generator, device=device)
-    return {"apply": apply, "d": d, "u": torch.rand(2, n, generator=generator, device=device)}
+    draw = {"apply": apply, "d": d, "u": torch.rand(2, n, generator=generator, device=device)}
+    if rotate > 1:
+        draw["angle"] = torch.randint(0, rotate, (n,), generator=generator, device=device)
+    return draw
 
 
 def gridmask_apply(x: torch.Tensor, *, d2: int, ratio: float, mode: int = 1, apply: torch.Tensor, d: torch.Tensor,
-                   u: torch.Tensor) -> torch.Tensor:
-    """Drop the squares (mode 1) or the stripes (mode 0) of each image's grid (see :func:`gridmask`)."""
+                   u: torch.Tensor, angle: torch.Tensor | None = None) -> torch.Tensor:
+    """Drop the squares (mode 1) or the stripes (mode 0) of each image's grid (see :func:`gridmask`),
+    the grid turned by ``angle`` degrees when given."""
     require(mode in (0, 1), "mode", mode, "0 or 1")
     n, _, h, w = x.shape
     kept = gridmask_kept(d2, float(ratio), x.device)[d]  # l per image
     offset = floor_uniform(u, d)  # (2, N): δy, δx uniform on [0, d)
+    if angle is not None:
+        square = rotated_squares(angle, offset, d, kept, h, w)
+        mask = (square if mode == 1 else ~square) & apply[:, None, None]
+        return zero_where(x, mask[:, None])
     r = positions(max(h, w), x.device)
     dropped = (r - offset[..., None]).remainder(d[:, None]) >= kept[:, None]  # (2, N, L): outside the kept stripe
     rows, cols = dropped[0, :, :h], dropped[1, :, :w]
@@ -194,9 +204,28 @@ def gridmask_apply(x: torch.Tensor, *, d2: int, ratio: float, mode: int = 1, app
     return zero_where(x, mask[:, None])
 
 
-def gridmask(x: torch.Tensor, *, d1: int, d2: int, ratio: float, prob: float, mode: int = 1,
+def rotated_squares(angle, offset, d, kept, h: int, w: int) -> torch.Tensor:
+    """(N, H, W) bool: pixel (i, j) lies in a square of the grid turned counter-clockwise by ``angle``
+    degrees, as the official code turns its mask with PIL's ``Image.rotate(r)`` (nearest neighbour):
+    each output pixel centre is turned back by r about the centre of the official square canvas of side
+    ceil(√(h² + w²)), from which the image is the centred crop, and reads the unturned grid at the
+    pixel it lands in. The canvas is large enough that no pixel of the crop reads outside it."""
+    side = math.ceil(math.sqrt(h * h + w * w))
+    cy, cx = side / 2 - (side - h) // 2, side / 2 - (side - w) // 2  # the canvas centre, in crop pixels
+    theta = angle.float() * (math.pi / 180)
+    cos, sin = theta.cos()[:, None, None], theta.sin()[:, None, None]
+    y = (positions(h, angle.device) + 0.5 - cy).float()[None, :, None]
+    x = (positions(w, angle.device) + 0.5 - cx).float()[None, None, :]
+    src_y = (sin * x + cos * y + cy).floor()  # PIL's inverse map: output pixel centre -> source point
+    src_x = (cos * x - sin * y + cx).floor()
+    dn, ln = d[:, None, None], kept[:, None, None]
+    return (((src_y - offset[0, :, None, None]).remainder(dn) >= ln)
+            & ((src_x - offset[1, :, None, None]).remainder(dn) >= ln))
+
+
+def gridmask(x: torch.Tensor, *, d1: int, d2: int, ratio: float, prob: float, mode: int = 1, rotate: int = 0,
              generator) -> torch.Tensor:
-    """GridMask (Chen et al., akuxcw/GridMask ``grid.py`` Grid) without rotation, per image.
+    """GridMask (Chen et al., akuxcw/GridMask ``grid.py`` Grid), per image.
 
     With probability ``prob`` an image draws a unit d ~ randint[d1, d2), l = ceil(d·ratio) and
     offsets δy, δx ~ randint[0, d). Official convention: stripes [δ + k·d, δ + k·d + l) of length l
@@ -204,11 +233,13 @@ def gridmask(x: torch.Tensor, *, d1: int, d2: int, ratio: float, prob: float, mo
     inverts that, so the dropped set is the squares of side d − l between the stripes:
     pixel (i, j) dropped iff (i − δy) mod d >= l and (j − δx) mod d >= l; mode 0 drops the stripes.
     The official mask is centre-cropped from a larger one: that only shifts δ, uniform mod d anyway.
+    With ``rotate`` > 1 the grid is turned by r ~ randint[0, rotate) degrees (:func:`rotated_squares`).
     0 is the mean after normalisation. The epoch ramp of ``prob`` is the callback's.
     """
     require(1 <= d1 < d2, "d1, d2", (d1, d2), "1 <= d1 < d2")
     require(0.0 < ratio < 1.0, "ratio", ratio, "in (0, 1)")
     require(0.0 <= prob <= 1.0, "prob", prob, "in [0, 1]")
     require(mode in (0, 1), "mode", mode, "0 or 1")
-    draw = gridmask_draw(x.shape[0], d1=d1, d2=d2, prob=prob, generator=generator, device=x.device)
+    require(rotate >= 0, "rotate", rotate, ">= 0")
+    draw = gridmask_draw(x.shape[0], d1=d1, d2=d2, prob=prob, generator=generator, device=x.device, rotate=rotate)
     return gridmask_apply(x, d2=d2, ratio=ratio, mode=mode, **draw)

@@ -86,12 +86,14 @@ class GridMask(BatchAugment):
         check_knob(is_int(d1) and d1 >= 1, "aug.d1", d1, "an integer >= 1")
         check_knob(is_int(d2) and d2 > d1, "aug.d2", d2, "an integer > aug.d1 (d ~ randint[d1, d2))")
         check_knob(0.0 < ratio < 1.0, "aug.ratio", ratio, "in (0, 1): the kept fraction l/d of the unit")
-        check_knob(rotate == 0, "aug.rotate", rotate, "0: rotating the grid is not implemented")
+        check_knob(is_int(rotate) and rotate >= 0, "aug.rotate", rotate,
+                   "an integer >= 0: the grid turns by randint[0, rotate) degrees (0 or 1: never)")
         check_knob(mode in (0, 1), "aug.mode", mode, "0 (drop the stripes) or 1 (drop the squares)")
         check_knob(0.0 <= prob <= 1.0, "aug.prob", prob, "in [0, 1]")
         check_knob(ramp_epochs is None or (is_int(ramp_epochs) and ramp_epochs >= 1), "aug.ramp_epochs",
                    ramp_epochs, "null (trainer.max_epochs) or an integer >= 1")
         self.d1, self.d2, self.ratio, self.mode, self.prob, self.ramp_epochs = d1, d2, ratio, mode, prob, ramp_epochs
+        self.rotate = rotate
         self.current_prob = prob  # set per epoch in training; outside it (the gallery) full strength
 
     def ramp(self, epoch: int, max_epochs) -> float:
@@ -104,7 +106,7 @@ class GridMask(BatchAugment):
 
     def draw(self, batch):  # the ramped probability is applied here, so the transform never changes per epoch
         return augment.gridmask_draw(len(batch["image"]), d1=self.d1, d2=self.d2, prob=self.current_prob,
-                                     generator=self.generator, device=batch["image"].device)
+                                     generator=self.generator, device=batch["image"].device, rotate=self.rotate)
 
     def transform(self, batch, draw):
         batch["image"] = augment.gridmask_apply(batch["image"], d2=self.d2, ratio=self.ratio, mode=self.mode, **draw)
