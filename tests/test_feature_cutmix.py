@@ -1,4 +1,4 @@
-"""Feature-level CutMix (the CutMix paper's Figure 3): the box cut at a feature map of ResNet-18."""
+"""Feature-level CutMix (the CutMix paper's Figure 3): the box cut at a feature map of a backbone."""
 
 import pytest
 import torch
@@ -60,15 +60,46 @@ def test_the_callback_plans_at_the_feature_size_and_weights_by_its_area(layer, s
     assert torch.isfinite(loss)
 
 
-def test_layer_knob_is_checked_and_needs_resnet18(tmp_path):
+# (model, point) -> (channels, side) of the feature map mixed there, for 32-px input
+POINTS = {
+    "lenet": {0: (3, 32), 1: (6, 14), 2: (16, 5)},
+    "densenet": {0: (3, 32), 1: (24, 32), 2: (48, 16), 3: (96, 8), 4: (192, 4)},  # transitions halve 96, 192, 384
+    "vgg": {0: (3, 32), 1: (64, 32), 2: (64, 16), 3: (128, 8), 4: (256, 4)},
+}
+
+
+@pytest.mark.parametrize("name", sorted(POINTS))
+def test_every_backbone_mixes_its_feature_maps_and_an_identity_mix_changes_nothing(name):
+    from augbench.catalog import FEATURE_MIX_POINTS
+
+    torch.manual_seed(0)
+    net = build_model(name, 3, 10).eval()
+    x = torch.randn(4, 3, 32, 32)
+    plain = net(x)
+    assert max(POINTS[name]) == FEATURE_MIX_POINTS[name]  # the config check allows exactly these points
+    for point, (channels, size) in POINTS[name].items():
+        seen = []
+
+        def spy(f):
+            seen.append(tuple(f.shape))
+            return f
+
+        assert torch.equal(net(x, mix=spy, mix_at=point), plain)  # the same ops, in the same order
+        assert seen == [(4, channels, size, size)] and net.feature_size(point, 32) == size
+        assert net(x, mix=lambda f: f * 0, mix_at=point).sub(plain).abs().max() > 0  # the mix reaches the output
+
+
+def test_layer_knob_is_checked_per_backbone(tmp_path):
     with pytest.raises(ValueError, match="aug.layer"):
         CutMix(layer=5)
-    with pytest.raises(ConfigError, match=r"aug.layer=2 is invalid: .*ResNet-18 only"):
-        validate(make_cfg(tmp_path, ["model=lenet", "aug=cutmix", "aug.layer=2"]))
-    validate(make_cfg(tmp_path, ["model=resnet18", "aug=cutmix", "aug.layer=2"]))
+    with pytest.raises(ConfigError, match=r"aug.layer=3 is invalid: must be an integer in \[0, 2\] for model=lenet"):
+        validate(make_cfg(tmp_path, ["model=lenet", "aug=cutmix", "aug.layer=3"]))
+    for model in ("lenet", "resnet18", "densenet", "vgg"):
+        validate(make_cfg(tmp_path, [f"model={model}", "aug=cutmix", "aug.layer=2"]))
 
 
-def test_a_feature_level_run_trains(tmp_path, fake_cifar):
-    m = train(make_cfg(tmp_path, TINY + ["model=resnet18", "aug=cutmix", "aug.layer=3", "data.batch_size=8"],
+@pytest.mark.parametrize("model,layer", [("resnet18", 3), ("lenet", 2)])
+def test_a_feature_level_run_trains(tmp_path, fake_cifar, model, layer):
+    m = train(make_cfg(tmp_path, TINY + [f"model={model}", "aug=cutmix", f"aug.layer={layer}", "data.batch_size=8"],
                        fake_cifar))
     assert m["status"] == "completed"

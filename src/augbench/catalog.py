@@ -38,6 +38,8 @@ SPECS = {
 
 # the backbones registered in augbench.models (a test keeps the two in step)
 MODEL_NAMES = ("densenet", "lenet", "resnet18", "vgg")
+# feature-level CutMix: the last point where each backbone can mix a feature map (0 = the input)
+FEATURE_MIX_POINTS = {"densenet": 4, "lenet": 2, "resnet18": 4, "vgg": 4}
 
 # the evaluation suite's measures (augbench.evaluation.suite) and its out-of-distribution sets
 EVAL_MEASURES = ("calibration", "fgsm", "occlusion", "in_between", "ood", "corruption")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from augbench.catalog import EVAL_MEASURES, MODEL_NAMES, OOD_SETS, SPECS
+from augbench.catalog import EVAL_MEASURES, FEATURE_MIX_POINTS, MODEL_NAMES, OOD_SETS, SPECS
 from augbench.errors import ConfigError
 
 # Mixed precision keeps the augmented batch and λ in float32 (autocast casts inside the network only);
@@ -89,6 +89,7 @@ def validate(cfg: DictConfig) -> None:
 
     # augmentation knobs: only those the chosen regime has
     aug = cfg.aug
+    points = FEATURE_MIX_POINTS[cfg.model.name]
     checks = {
         "alpha": (lambda v: _number(v) and v > 0, "a number > 0"),
         "prob": (lambda v: _number(v) and 0 <= v <= 1, "a number in [0, 1]"),
@@ -127,8 +128,8 @@ def validate(cfg: DictConfig) -> None:
         "fixed_lam": (lambda v: v is None or (_number(v) and 0 < v < 1), "null (λ ~ Beta(alpha, alpha)) or a number in (0, 1)"),
         "label_mode": (lambda v: v in ("area", "one_hot", "complete"), "area, one_hot or complete"),
         "schedule": (lambda v: isinstance(v, bool), "true or false"),
-        "layer": (lambda v: _int(v) and 0 <= v <= 4 and (v == 0 or cfg.model.name == "resnet18"),
-                  "an integer in [0, 4] (0: the input; 1-4: a feature map, ResNet-18 only)"),
+        "layer": (lambda v: _int(v) and 0 <= v <= points,
+                  f"an integer in [0, {points}] for model={cfg.model.name} (0: the input; 1-{points}: a feature map)"),
     }
     for knob, (ok, allowed) in checks.items():
         if knob in aug:

@@ -105,9 +105,21 @@ class LeNet(nn.Module):
         self.fc2 = nn.Linear(120, 84)
         self.fc3 = nn.Linear(84, num_classes)
 
-    def forward(self, x):
+    # feature-level CutMix points: 0 the input, 1/2 after the first/second conv + pool
+    def feature_size(self, point: int, size: int) -> int:
+        for _ in range(point):
+            size = (size - 4) // 2  # 5×5 conv without padding, then 2×2 pooling
+        return size
+
+    def forward(self, x, mix=None, mix_at: int = 0):
+        if mix is not None and mix_at == 0:
+            x = mix(x)
         out = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        if mix is not None and mix_at == 1:
+            out = mix(out)
         out = F.max_pool2d(F.relu(self.conv2(out)), 2)
+        if mix is not None and mix_at == 2:
+            out = mix(out)
         out = F.relu(self.fc1(out.flatten(1)))
         out = F.relu(self.fc2(out))
         return self.fc3(out)
@@ -220,7 +232,26 @@ class DenseNet(nn.Module):
         dtype = torch.get_autocast_dtype(device)
         return dtype if dtype != torch.float32 and self.conv1.weight.dtype == torch.float32 else None
 
-    def forward(self, x):
+    # feature-level CutMix points: 0 the input, 1 after the stem, 2/3/4 after transitions 1/2/3 (each
+    # halves the resolution)
+    def feature_size(self, point: int, size: int) -> int:
+        return size // (1, 1, 2, 4, 8)[point]
+
+    def _mixed_features(self, x, mix, mix_at: int):
+        if mix_at == 0:
+            x = mix(x)
+        out = self.conv1(x)
+        if mix_at == 1:
+            out = mix(out)
+        transitions = 0
+        for stage in self.features:
+            out = stage(out)
+            transitions += isinstance(stage, Transition)
+            if isinstance(stage, Transition) and mix_at == 1 + transitions:
+                out = mix(out)
+        return out
+
+    def forward(self, x, mix=None, mix_at: int = 0):
         if self.batch_counters and self.training:
             torch._foreach_add_([m.num_batches_tracked for m in self._bns], 1)
         dtype = self._weight_dtype(x)
@@ -230,7 +261,11 @@ class DenseNet(nn.Module):
             for m, w, piece in zip(self._convs, weights, flat.split([w.numel() for w in weights])):
                 m.cast_weight = _unflat(piece, w)
         try:
-            out = F.relu(self.bn(self.features(self.conv1(x))))
+            if mix is None:
+                out = self.features(self.conv1(x))
+            else:
+                out = self._mixed_features(x, mix, mix_at)
+            out = F.relu(self.bn(out))
         finally:
             for m in self._convs:
                 m.cast_weight = None
@@ -259,9 +294,23 @@ class VGG(nn.Module):
                 c = v
         self.features = nn.Sequential(*layers)
         self.classifier = nn.Linear(512, num_classes)
+        # feature-level CutMix points: 0 the input, 1 after the first conv block, 2/3/4 after poolings 1/2/3
+        pools = [i for i, m in enumerate(layers) if isinstance(m, nn.MaxPool2d)]
+        self._mix_after = {1: 2, 2: pools[0], 3: pools[1], 4: pools[2]}  # index of the layer the mix follows
 
-    def forward(self, x):
-        return self.classifier(self.features(x).flatten(1))
+    def feature_size(self, point: int, size: int) -> int:
+        return size // (1, 1, 2, 4, 8)[point]
+
+    def forward(self, x, mix=None, mix_at: int = 0):
+        if mix is None:
+            return self.classifier(self.features(x).flatten(1))
+        if mix_at == 0:
+            x = mix(x)
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if i == self._mix_after.get(mix_at):
+                x = mix(x)
+        return self.classifier(x.flatten(1))
 
 
 @register("vgg")
