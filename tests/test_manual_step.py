@@ -51,3 +51,21 @@ def test_history_records_the_rate_each_epoch_trained_with(fake_cifar):
     model, trainer, _ = fit(Classifier, fake_cifar, "32-true", {"milestones": [1, 3], "gamma": 0.1}, epochs=3)
     assert [r["train_lr"] for r in model.history] == pytest.approx([0.1, 0.01, 0.01])
     assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.001)  # the next epoch's rate
+
+
+def test_a_checkpoint_of_lightnings_automatic_step_resumes_with_its_step_count(fake_cifar, tmp_path):
+    """A run saved while Lightning stepped the optimiser goes on under the Classifier's own step:
+    the step count continues and the weights end as those of an uninterrupted run."""
+    _, first, _ = fit(Automatic, fake_cifar, "32-true", {"milestones": [1]}, epochs=1)
+    first.save_checkpoint(tmp_path / "automatic.ckpt")
+    torch.manual_seed(0)
+    dm = AugDataModule("cifar10", root=str(fake_cifar), batch_size=8, val_fraction=0.1, verify=False, download=False)
+    resumed = Classifier("lenet", 3, 10, milestones=[1])
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, limit_train_batches=4, limit_val_batches=0,
+                        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[CropFlip(), CutMix()])
+    trainer.fit(resumed, datamodule=dm, ckpt_path=tmp_path / "automatic.ckpt")
+    assert trainer.global_step == 8
+    straight, _, _ = fit(Classifier, fake_cifar, "32-true", {"milestones": [1]}, epochs=2)
+    a, b = resumed.state_dict(), straight.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import lightning as L
@@ -185,6 +186,7 @@ class Classifier(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.history = list(checkpoint.get("augbench_history", []))
+        _carry_over_step_count(checkpoint)
         if self._trainer is None:  # loaded for evaluation (load_from_checkpoint), not resumed
             return
         before, now = checkpoint.get("augbench_device"), self._where()
@@ -247,6 +249,17 @@ class Classifier(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_factor(hp.warmup_epochs, per_epoch,
                                                                       list(hp.milestones), hp.gamma))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+def _carry_over_step_count(checkpoint: dict) -> None:
+    """A checkpoint written while Lightning took the optimiser step (automatic optimisation, augbench
+    before it took the step itself) counts the steps in the automatic loop's progress: carry them over
+    to the manual loop's, which Lightning restores next, so that ``trainer.global_step`` goes on."""
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    automatic = loops.get("epoch_loop.automatic_optimization.optim_progress", {}).get("optimizer", {}).get("step")
+    manual = loops.get("epoch_loop.manual_optimization.optim_step_progress")
+    if automatic and manual and not manual["total"]["completed"] and automatic["total"]["completed"]:
+        loops["epoch_loop.manual_optimization.optim_step_progress"] = copy.deepcopy(automatic)
 
 
 def warmup_factor(warmup_epochs: int, steps_per_epoch: int, milestones: list[int], gamma: float):
