@@ -19,7 +19,7 @@ from conftest import TINY, make_cfg
 from scipy import stats
 
 from augbench import training
-from augbench.augment.erasing import gridmask, hide_and_seek, random_erasing
+from augbench.augment.erasing import gridmask, gridmask_draw, hide_and_seek, random_erasing
 from augbench.callbacks.erasing import GridMask, HideAndSeek, RandomErasing
 from augbench.data import SPECS
 
@@ -240,10 +240,9 @@ def test_gridmask_rotation_draws_angles_and_keeps_the_unrotated_stream():
     assert sum(separable) < 0.2 * len(separable)
     # the dropped fraction stays ((d - l)/d)² on average, whatever the angle
     assert abs(turned[applied].float().mean().item() - dropped(plain)[applied].float().mean().item()) < 0.02
-    g = gen(3)
-    torch.rand(400, generator=g), torch.randint(8, 12, (400,), generator=g), torch.rand(2, 400, generator=g)
-    angles = torch.randint(0, 360, (400,), generator=g)
-    assert 0 <= angles.min() and angles.max() < 360 and angles.unique().numel() > 200
+    assert "angle" not in gridmask_draw(400, d1=8, d2=12, prob=0.7, generator=gen(3), device="cpu", rotate=1)
+    angles = gridmask_draw(400, d1=8, d2=12, prob=0.7, generator=gen(3), device="cpu", rotate=360)["angle"]
+    assert 0 <= angles.min() and angles.max() < 360 and angles.unique().numel() > 200  # whole degrees in [0, 360)
 
 
 def test_gridmask_ramp():

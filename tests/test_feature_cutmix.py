@@ -31,6 +31,9 @@ def test_layer_0_is_input_cutmix_and_feature_layers_mix_the_feature_map():
         seen.append(f.shape)
         return f
 
+    from augbench.catalog import FEATURE_MIX_POINTS
+
+    assert FEATURE_MIX_POINTS["resnet18"] == 4  # the config check allows exactly the points below
     for point, size in ((0, 32), (1, 32), (2, 32), (3, 16), (4, 8)):
         seen.clear()
         out = net(x, mix=spy, mix_at=point)

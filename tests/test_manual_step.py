@@ -12,7 +12,7 @@ from augbench.data import AugDataModule
 from augbench.module import Classifier
 
 
-def fit(cls, root, precision: str, optim: dict, epochs: int = 2):
+def fit(cls, root, precision: str, optim: dict, epochs: int = 2, ckpt_path=None):
     torch.manual_seed(0)
     dm = AugDataModule("cifar10", root=str(root), batch_size=8, val_fraction=0.1, verify=False, download=False)
     model = cls("lenet", 3, 10, **optim)
@@ -25,7 +25,7 @@ def fit(cls, root, precision: str, optim: dict, epochs: int = 2):
                         limit_train_batches=4, limit_val_batches=0, num_sanity_val_steps=0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[CropFlip(), CutMix()])
-    trainer.fit(model, datamodule=dm)
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     scaler = getattr(trainer.precision_plugin, "scaler", None)
     return model, trainer, scaler
 
@@ -58,13 +58,7 @@ def test_a_checkpoint_of_lightnings_automatic_step_resumes_with_its_step_count(f
     the step count continues and the weights end as those of an uninterrupted run."""
     _, first, _ = fit(Automatic, fake_cifar, "32-true", {"milestones": [1]}, epochs=1)
     first.save_checkpoint(tmp_path / "automatic.ckpt")
-    torch.manual_seed(0)
-    dm = AugDataModule("cifar10", root=str(fake_cifar), batch_size=8, val_fraction=0.1, verify=False, download=False)
-    resumed = Classifier("lenet", 3, 10, milestones=[1])
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, limit_train_batches=4, limit_val_batches=0,
-                        num_sanity_val_steps=0, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[CropFlip(), CutMix()])
-    trainer.fit(resumed, datamodule=dm, ckpt_path=tmp_path / "automatic.ckpt")
+    resumed, trainer, _ = fit(Classifier, fake_cifar, "32-true", {"milestones": [1]}, ckpt_path=tmp_path / "automatic.ckpt")
     assert trainer.global_step == 8
     straight, _, _ = fit(Classifier, fake_cifar, "32-true", {"milestones": [1]}, epochs=2)
     a, b = resumed.state_dict(), straight.state_dict()

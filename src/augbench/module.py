@@ -47,7 +47,7 @@ class Classifier(L.LightningModule):
 
     The optimiser step is taken in ``training_step`` (Lightning's manual optimisation), in the order
     Lightning's automatic loop takes it: zero the gradients, backward outside autocast, (unscale and)
-    step, then the schedulers. The automatic loop's closure, its seven hooks a step and the precision
+    step, then the schedulers. The automatic loop's closure, its per-step optimiser hooks and the precision
     plugin's wrappers cost about 0.1 ms of host time a step (``python -m augbench.bench --overhead``),
     and augbench uses none of them."""
 
