@@ -27,15 +27,15 @@ def die():
 
 def arm(point: str) -> None:
     if point in ("epoch", "last_epoch"):  # in the middle of the second (or the third and last) epoch
-        step = module.Classifier.training_step
+        loss = module.Classifier.training_loss  # called once per optimiser step, i = the step in the epoch
         epoch = 1 if point == "epoch" else 2
 
-        def training_step(self, batch, i):
+        def training_loss(self, batch, i):
             if self.current_epoch == epoch and i == 2:
                 die()
-            return step(self, batch, i)
+            return loss(self, batch, i)
 
-        module.Classifier.training_step = training_step
+        module.Classifier.training_loss = training_loss
     elif point == "checkpoint":  # half of the second checkpoint written to disk
         save, calls = torch.save, []
 

@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from augbench import training
 from augbench.callbacks import CropFlip, Cutout, CutMix, Mixup
-from augbench.data import SPECS
+from augbench.data import SPECS, steps_of
 from augbench.gallery import augmented_batches, render
 from conftest import FMNIST, TINY, make_cfg
 
@@ -22,7 +22,8 @@ class Recorder(Callback):
         self.seen = {"train": [], "val": [], "test": []}
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        self.seen["train"].append({k: v.clone() for k, v in batch.items()})
+        for b in steps_of(batch):  # trainer.steps_per_batch batches at a time
+            self.seen["train"].append({k: v.clone() for k, v in b.items()})
 
     def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
         self.seen["val"].append({k: v.clone() for k, v in batch.items()})

@@ -9,19 +9,22 @@ import torch
 from augbench.bench.overhead import bench_overhead, overhead_md, write_overhead
 
 
-def test_overhead_section_measures_four_loops_and_writes_its_tables(tmp_path, fake_cifar):
+def test_overhead_section_measures_five_loops_and_writes_its_tables(tmp_path, fake_cifar):
     args = argparse.Namespace(root=str(fake_cifar), verify=False, overhead_batch=8, overhead_steps=3,
-                              overhead_reps=1)
+                              overhead_reps=1, steps_per_batch=2)
     r = bench_overhead(args, torch.device("cpu"))
-    assert set(r["ms_per_step"]) == {"plain", "trainer", "trainer_automatic", "trainer_before"}
+    assert set(r["ms_per_step"]) == {"plain", "trainer", "trainer_grouped", "trainer_automatic",
+                                      "trainer_before"}
     assert all(len(v) == 1 for v in r["raw_ms"].values())
     # one repetition: the paired difference is that repetition's difference
     raw = r["raw_ms"]
     assert r["trainer_minus_plain_ms"] == pytest.approx(raw["trainer"][0] - raw["plain"][0])
     assert r["automatic_minus_plain_ms"] == pytest.approx(raw["trainer_automatic"][0] - raw["plain"][0])
+    assert r["grouped_minus_plain_ms"] == pytest.approx(raw["trainer_grouped"][0] - raw["plain"][0])
+    assert r["steps_per_batch"] == 2
     assert r["over_plain_range_ms"]["trainer"] == [pytest.approx(r["trainer_minus_plain_ms"])] * 2
     md = overhead_md(r)
-    assert "not projected" in md and "0.15 ms" in md
+    assert "not projected" in md and "0.15 ms" in md and "trainer.steps_per_batch=2" in md
     paths = write_overhead(r, tmp_path)
     assert [p.name for p in paths] == ["overhead_cpu.json", "overhead_cpu.md"]
     assert json.loads(paths[0].read_text())["batch"] == 8

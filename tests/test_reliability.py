@@ -93,14 +93,14 @@ def test_damaged_last_checkpoint_falls_back_to_previous(tmp_path, caplog):
 
 
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, fake_cifar, monkeypatch):
-    step = module.Classifier.training_step
+    loss = module.Classifier.training_loss  # once per optimiser step; i: the step in the epoch
 
     def poisoned(self, batch, i):
         if (self.current_epoch, i) == (1, 1):
             batch["image"] = batch["image"] * float("nan")
-        return step(self, batch, i)
+        return loss(self, batch, i)
 
-    monkeypatch.setattr(module.Classifier, "training_step", poisoned)
+    monkeypatch.setattr(module.Classifier, "training_loss", poisoned)
     cfg = make_cfg(tmp_path, TINY + ["model=lenet", "trainer.max_epochs=3", "trainer.limit_train_batches=3",
                                      "optim.check_finite_every_n_steps=1"], fake_cifar)
     with pytest.raises(NonFiniteLossError, match="NaN/inf at epoch 1, step 1"):
@@ -113,13 +113,14 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, fak
 
 
 def test_nan_found_at_epoch_end_when_not_checked_every_step(tmp_path, fake_cifar, monkeypatch):
-    step = module.Classifier.training_step
+    loss = module.Classifier.training_loss
+
     def poisoned(self, batch, i):
         if i == 1:
             batch["image"] = batch["image"] * float("inf")
-        return step(self, batch, i)
+        return loss(self, batch, i)
 
-    monkeypatch.setattr(module.Classifier, "training_step", poisoned)
+    monkeypatch.setattr(module.Classifier, "training_loss", poisoned)
     cfg = make_cfg(tmp_path, TINY + ["model=lenet", "trainer.limit_train_batches=3",
                                      "optim.check_finite_every_n_steps=0"], fake_cifar)
     with pytest.raises(NonFiniteLossError, match="epoch 0, step 1"):
@@ -183,19 +184,19 @@ def test_concurrent_jobs_download_once(tmp_path, monkeypatch):
 
 
 def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, fake_cifar, monkeypatch):
-    step = module.Classifier.training_step
+    loss = module.Classifier.training_loss
 
     def interrupt(self, batch, i):
         if (self.current_epoch, i) == (1, 1):
             raise KeyboardInterrupt
-        return step(self, batch, i)
+        return loss(self, batch, i)
 
-    monkeypatch.setattr(module.Classifier, "training_step", interrupt)
+    monkeypatch.setattr(module.Classifier, "training_loss", interrupt)
     cfg = make_cfg(tmp_path, TINY + ["model=lenet", "trainer.max_epochs=2", "trainer.limit_train_batches=3"],
                    fake_cifar)
     with pytest.raises((KeyboardInterrupt, SystemExit)):
         train(cfg)
     assert json.loads((tmp_path / "metrics.json").read_text())["status"] == "interrupted"
-    monkeypatch.setattr(module.Classifier, "training_step", step)
+    monkeypatch.setattr(module.Classifier, "training_loss", loss)
     assert runs.resume_checkpoint(tmp_path) == str(tmp_path / "last.ckpt")
     assert train(cfg)["status"] == "completed"

@@ -63,6 +63,8 @@ def validate(cfg: DictConfig) -> None:
     need("trainer.max_epochs", lambda v: _int(v) and v > 0, "an integer > 0")
     need("trainer.checkpoint_every_n_epochs", lambda v: _int(v) and v >= 1,
          "an integer >= 1 (last.ckpt every N epochs, and always at the last one)")
+    need("trainer.steps_per_batch", lambda v: _int(v) and v >= 1,
+         "an integer >= 1 (optimiser steps per pass of Lightning's batch loop; the numbers do not change)")
     need("trainer.precision", lambda v: v in PRECISIONS, "one of " + ", ".join(PRECISIONS))
     need("trainer.accelerator", lambda v: v in ("auto", "cpu", "gpu", "cuda"), "auto, cpu, gpu or cuda")
     need("trainer.devices", lambda v: v == 1 and not isinstance(v, bool),

@@ -256,6 +256,47 @@ class DeviceLoader:
             yield {"image": image, "target": self._take(self.targets, idx)}
 
 
+def steps_of(batch) -> list[dict]:
+    """The optimiser steps' batches in what the training loop hands over: one batch, or a group of them
+    (``trainer.steps_per_batch`` > 1)."""
+    return batch if isinstance(batch, list) else [batch]
+
+
+class StepGroups:
+    """The training batches of ``loader`` handed over ``k`` at a time, as lists: Lightning's per-batch
+    loop (data fetcher, transfer and callback hooks, progress and logger bookkeeping) then runs once per
+    ``k`` optimiser steps, and the Classifier takes the ``k`` steps in one ``training_step``. ``steps``
+    caps the optimiser steps per epoch (``trainer.limit_train_batches``, counted in steps); the last
+    group is shorter when ``k`` does not divide them."""
+
+    def __init__(self, loader, k: int, steps: int | None = None):
+        self.loader, self.k = loader, k
+        self.steps = len(loader) if steps is None else min(steps, len(loader))
+
+    def __len__(self) -> int:
+        return -(-self.steps // self.k)
+
+    def __iter__(self):
+        group = []
+        for step, batch in zip(range(self.steps), self.loader):
+            group.append(batch)
+            if len(group) == self.k or step + 1 == self.steps:
+                yield group
+                group = []
+
+
+def limited_steps(n: int, limit) -> int:
+    """Lightning's reading of ``limit_train_batches`` (an int caps, a float is a fraction), in steps."""
+    if limit is None:
+        return n
+    if isinstance(limit, float) and limit <= 1.0:
+        if limit > 0 and int(n * limit) == 0:
+            raise ConfigError(f"trainer.limit_train_batches={limit} of {n} training batches is no batch at all; "
+                              "raise it, or give a number of batches")
+        return int(n * limit)
+    return min(n, int(limit))
+
+
 def corrupt_labels(targets: torch.Tensor, rate: float, num_classes: int, seed: int, file_index: torch.Tensor) -> dict:
     """The mixup paper's corrupted labels: a seeded ``rate`` fraction of the training images (exactly
     round(rate·n) of them) gets a label drawn uniformly from all K classes, so a replacement equals the
@@ -285,8 +326,11 @@ class AugDataModule(L.LightningDataModule):
     def __init__(self, name: str = "cifar10", root: str | None = None, batch_size: int = 128,
                  eval_batch_size: int = 1000, val_fraction: float = 0.2, verify: bool = True,
                  download: bool = True, device_resident: bool = True, test_every_epoch: bool = False,
-                 label_noise: float = 0.0, seed: int = 0):
+                 label_noise: float = 0.0, seed: int = 0, steps_per_batch: int = 1,
+                 train_steps_limit: int | float | None = None):
         super().__init__()
+        # trainer.steps_per_batch and trainer.limit_train_batches, set by ``train``: see StepGroups
+        self.steps_per_batch, self.train_steps_limit = steps_per_batch, train_steps_limit
         self.spec = get_spec(name)
         self.root = Path(root or default_root(name))
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -343,7 +387,8 @@ class AugDataModule(L.LightningDataModule):
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         """Normalise on the training device, before the augmentation callbacks see the batch."""
-        batch["image"] = self.normalize(batch["image"])
+        for b in steps_of(batch):
+            b["image"] = self.normalize(b["image"])
         return batch
 
     def _epoch(self) -> int:
@@ -351,7 +396,17 @@ class AugDataModule(L.LightningDataModule):
 
     def train_dataloader(self):
         # drop_last keeps every training batch the same shape (static shapes for compile/graphs)
-        return self._loader("train", shuffle=True, drop_last=True, seed=self.seed, epoch_fn=self._epoch)
+        loader = self._loader("train", shuffle=True, drop_last=True, seed=self.seed, epoch_fn=self._epoch)
+        if self.steps_per_batch == 1 and self.train_steps_limit is None:
+            return loader
+        return StepGroups(loader, self.steps_per_batch, limited_steps(len(loader), self.train_steps_limit))
+
+    def train_steps(self, batches: int) -> int:
+        """Optimiser steps in an epoch of ``batches`` training batches (Lightning's count)."""
+        if self.steps_per_batch == 1 and self.train_steps_limit is None:
+            return batches
+        loader = self.train_dataloader()
+        return min(batches * self.steps_per_batch, loader.steps)
 
     @property
     def eval_names(self) -> list[str]:

@@ -99,11 +99,19 @@ class Classifier(L.LightningModule):
         return self.net(x, mix=lambda f: torch.where(mask, f[j], f), mix_at=feature_mix["layer"])
 
     def training_step(self, batch, batch_idx):
-        loss = self.training_loss(batch, batch_idx)
-        self._optimise(loss, batch_idx)
+        if isinstance(batch, dict):
+            loss = self.training_loss(batch, batch_idx)
+            self._optimise(loss, last=batch_idx + 1 == self.trainer.num_training_batches)
+            return loss.detach()
+        # a group of batches (trainer.steps_per_batch): one optimiser step each, in order
+        last_group = batch_idx + 1 == self.trainer.num_training_batches
+        for i, b in enumerate(batch):
+            loss = self.training_loss(b, self._train_steps)  # the step's index in the epoch
+            self._optimise(loss, last=last_group and i + 1 == len(batch))
         return loss.detach()
 
-    def _optimise(self, loss, batch_idx):
+    def _optimise(self, loss, last: bool):
+        """One optimiser step; ``last``: the epoch's last, after which epoch-interval schedulers step."""
         trainer = self.trainer
         wrapped = self.optimizers()  # Lightning's wrapper: its two step hooks advance trainer.global_step
         opt, scaler = wrapped.optimizer, getattr(trainer.precision_plugin, "scaler", None)  # scaler: 16-mixed
@@ -117,7 +125,6 @@ class Classifier(L.LightningModule):
             scaler.step(opt)
             scaler.update()
         wrapped._on_after_step()
-        last = batch_idx + 1 == trainer.num_training_batches
         if last:  # the rate this epoch trained with, for the history
             self._epoch_lr = opt.param_groups[0]["lr"]
         for config in trainer.lr_scheduler_configs:
@@ -245,7 +252,9 @@ class Classifier(L.LightningModule):
             sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(hp.milestones), gamma=hp.gamma)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         # linear warmup over the first warmup_epochs, step by step, then the same step decay
-        per_epoch = max(1, self.trainer.estimated_stepping_batches // self.trainer.max_epochs)
+        batches = self.trainer.estimated_stepping_batches // self.trainer.max_epochs
+        dm = self.trainer.datamodule  # grouped batches (trainer.steps_per_batch) hold several steps each
+        per_epoch = max(1, dm.train_steps(batches) if hasattr(dm, "train_steps") else batches)
         sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_factor(hp.warmup_epochs, per_epoch,
                                                                       list(hp.milestones), hp.gamma))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

@@ -149,7 +149,8 @@ def resume_checkpoint(folder: Path) -> str | None:
 # keys that change how a run is shown, placed or scheduled, not what it computes
 COSMETIC = {"output_dir", "progress_refresh_rate", "trainer.enable_progress_bar", "trainer.enable_model_summary",
             "trainer.log_every_n_steps", "trainer.devices", "runs_per_gpu", "gpu_slot_dir",
-            "run_lock.stale_after_s", "run_lock.heartbeat_s", "trainer.checkpoint_every_n_epochs"}
+            "run_lock.stale_after_s", "run_lock.heartbeat_s", "trainer.checkpoint_every_n_epochs",
+            "trainer.steps_per_batch"}
 # the evaluation suite reads the final weights and changes nothing they compute: a finished run is
 # evaluated with another suite by ``python -m augbench.evaluate``, never retrained
 COSMETIC_PREFIXES = ("aug.callbacks", "eval.")

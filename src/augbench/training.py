@@ -33,6 +33,9 @@ log = logging.getLogger("augbench")
 warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
 # raised inside Lightning by newer torch at every run; nothing a user can act on
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+# augbench logs once an epoch, never per step: Lightning's advice on the per-step logging interval
+# (given whenever an epoch has fewer batches than log_every_n_steps) does not apply
+warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
 # an advertisement printed by every Trainer: 200 copies of it bury a sweep's log
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
     lambda record: not record.getMessage().startswith("💡 Tip"))
@@ -76,7 +79,7 @@ class EpochRecord(Callback):
         self.record.write("running")
 
 
-AUGBENCH_TRAINER_KEYS = ("checkpoint_every_n_epochs",)  # trainer.* keys that are augbench's, not the Trainer's
+AUGBENCH_TRAINER_KEYS = ("checkpoint_every_n_epochs", "steps_per_batch")  # trainer.* keys that are augbench's, not the Trainer's
 
 
 class LastCheckpoint(ModelCheckpoint):
@@ -176,7 +179,12 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
 def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> dict:
     log.info("%s: training (process %d)", out, os.getpid())
     L.seed_everything(cfg.seed, workers=True)  # python, numpy, torch; seed=0 is a real seed
-    datamodule = instantiate(cfg.data)
+    steps_per_batch = cfg.trainer.steps_per_batch
+    # grouped batches: the loader, not the Trainer, applies limit_train_batches (and fast_dev_run's
+    # batch count), so that they count optimiser steps whatever steps_per_batch is
+    limit = int(cfg.trainer.fast_dev_run) if cfg.trainer.fast_dev_run else cfg.trainer.limit_train_batches
+    grouped = {"steps_per_batch": steps_per_batch, "train_steps_limit": limit}
+    datamodule = instantiate(cfg.data, **(grouped if steps_per_batch > 1 else {}))
     datamodule.load()  # a missing or corrupt dataset fails here, before training
     spec = datamodule.spec
     suite = instantiate(cfg.eval)  # what is measured on the final weights beyond accuracy (conf/eval)
@@ -205,6 +213,8 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
     overrides = trainer_settings(cfg, device)
     if not datamodule.eval_names:
         overrides["limit_val_batches"] = 0
+    if steps_per_batch > 1:
+        overrides["limit_train_batches"] = None
     trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k not in AUGBENCH_TRAINER_KEYS])
     trainer: L.Trainer = instantiate(trainer_cfg, precision=precision, callbacks=callbacks, logger=logger,
                                      plugins=[AtomicCheckpointIO()], default_root_dir=str(out), **overrides)

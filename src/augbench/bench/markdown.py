@@ -180,7 +180,9 @@ def render_md(r: dict) -> str:
     for k, label in (("plain", "plain loop: net, cross-entropy, SGD"),
                      ("module", "plain loop calling `Classifier.training_loss`"),
                      ("trainer_automatic", "`lightning.Trainer.fit`, Lightning's automatic optimisation (before)"),
-                     ("trainer", "`lightning.Trainer.fit`, the step taken in `training_step` (now)")):
+                     ("trainer", "`lightning.Trainer.fit`, the step taken in `training_step`, one batch a step"),
+                     ("trainer_grouped", f"`lightning.Trainer.fit`, the same, trainer.steps_per_batch="
+                                         f"{t.get('steps_per_batch')} (the default)")):
         if f"{k}_s_per_epoch" not in t:  # results written before that loop was measured
             continue
         lines.append(f"| {label} | {t[f'{k}_s_per_epoch']:.2f} | {_f(t[f'{k}_images_per_s'])} | "

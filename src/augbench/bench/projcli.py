@@ -64,6 +64,8 @@ def parse_args(argv) -> argparse.Namespace:
     p.add_argument("--framework-kernels", type=int, default=None, help="framework kernels per step (default: counted)")
     p.add_argument("--framework-batches", type=int, help="steps per epoch of the Trainer measurement (40)")
     p.add_argument("--framework-epochs", type=int, help="interleaved epochs of the Trainer measurement (3)")
+    p.add_argument("--steps-per-batch", type=int, default=None,
+                   help="trainer.steps_per_batch of the Trainer measurement (default: conf/trainer's)")
     for k, (default, why) in P.ASSUMPTIONS.items():
         p.add_argument(f"--{k.replace('_', '-')}", type=float, default=default,
                        help=f"{why} (default {default})".replace("%", "%%"))
@@ -92,7 +94,7 @@ def _framework(args) -> dict:
     if args.framework_us is not None:
         return {"framework_us": args.framework_us, "framework_kernels": args.framework_kernels or 0, "given": True,
                 "batches": 0, "epochs": 0, "trainer_kernels_per_step": float("nan"), "own_kernels_per_step": 0}
-    fw = P.framework_overhead(args.framework_batches, args.framework_epochs)
+    fw = P.framework_overhead(args.framework_batches, args.framework_epochs, args.steps_per_batch)
     if args.framework_kernels is not None:
         fw["framework_kernels"] = args.framework_kernels
     _log(f"framework: {fw['framework_us']:.0f} µs and {fw['framework_kernels']} kernels per step over augbench's loop")

@@ -110,21 +110,22 @@ class HostTimer:
         return {"lenet_host_s": t, "lenet_kernels": kernels, "host_per_kernel_s": t / kernels}
 
 
-def framework_overhead(batches: int, epochs: int) -> dict:
+def framework_overhead(batches: int, epochs: int, steps_per_batch: int | None = None) -> dict:
     """Lightning's host time per step over augbench's own step loop (LeNet, CropFlip, bf16-mixed, this
-    CPU, one thread, no progress bar or logger; both at lr 0 from the same weights), and the kernels
+    CPU, one thread, no progress bar or logger; both at lr 0 from the same weights; ``steps_per_batch``
+    optimiser steps per pass of Lightning's batch loop, by default conf/trainer's), and the kernels
     the Trainer adds per step. Per step means the difference between epochs of 2n and n steps, so the
     once-per-epoch work (hooks, metric compute, the loader's permutation) drops out; the loops' epochs
     are interleaved."""
     from augbench.bench.common import _one_thread, _timed_loop
     from augbench.bench.pipelines import augbench_step
-    from augbench.bench.trainer import FROZEN, _frozen, _trainer_epoch
+    from augbench.bench.trainer import FROZEN, STEPS_PER_BATCH, _frozen, _trainer_epoch
     from augbench.callbacks import CropFlip
     from augbench.data import AugDataModule
     from augbench.fakedata import write_fake_cifar
     from augbench.module import Classifier
 
-    cpu, n = torch.device("cpu"), batches
+    cpu, n, group = torch.device("cpu"), batches, steps_per_batch or STEPS_PER_BATCH
     with tempfile.TemporaryDirectory(prefix="augbench-projection-") as tmp, _one_thread(cpu):
         # the data module keeps 80% for training: enough for an epoch of 2n steps
         root = write_fake_cifar(Path(tmp), (2 * n + 2) * BATCH * 5 // 4, 64, cifar100=False)
@@ -136,7 +137,8 @@ def framework_overhead(batches: int, epochs: int) -> dict:
         _frozen(step.opt)
         torch.manual_seed(0)
         module = Classifier("lenet", 3, 10, lr=FROZEN)
-        runs = {"trainer": lambda k: _trainer_epoch(module, dm, cpu, k, "bf16-mixed"), "loop": _timed_loop(step, cpu)}
+        runs = {"trainer": lambda k: _trainer_epoch(module, dm, cpu, k, "bf16-mixed", group),
+                "loop": _timed_loop(step, cpu)}
         times = {(name, k): [] for name in runs for k in (n, 2 * n)}
         for name, fn in runs.items():  # warm-up
             fn(2)
@@ -148,12 +150,13 @@ def framework_overhead(batches: int, epochs: int) -> dict:
         counts = []
         for k in (n, 2 * n):
             with KernelCounter() as c:
-                _trainer_epoch(Classifier("lenet", 3, 10), dm, cpu, k, "bf16-mixed")
+                _trainer_epoch(Classifier("lenet", 3, 10), dm, cpu, k, "bf16-mixed", group)
             counts.append(c.total().total())
     own = StepCounter("lenet", channels_last=False, fused=False).count([CropFlip()]).total().total()
     trainer_kernels = (counts[1] - counts[0]) / n
     overhead = per_step["trainer"] - per_step["loop"]
     return {"framework_us": max(overhead, 0.0) * 1e6, "measured_us": overhead * 1e6, "batches": n, "epochs": epochs,
+            "steps_per_batch": group,
             "trainer_ms_per_step": per_step["trainer"] * 1e3, "loop_ms_per_step": per_step["loop"] * 1e3,
             "trainer_kernels_per_step": trainer_kernels, "own_kernels_per_step": own,
             "framework_kernels": max(round(trainer_kernels - own), 0)}

@@ -72,7 +72,8 @@ def render(r: dict) -> str:
     lines += [f"| framework overhead per step | {fw['framework_us']:.0f} µs | "
               + ("given with --framework-us" if fw.get("given") else
                  f"measured here: Lightning Trainer ({fw['trainer_ms_per_step']:.2f} ms/step) minus augbench's own "
-                 f"step loop ({fw['loop_ms_per_step']:.2f} ms/step), LeNet, CropFlip, bf16-mixed, one CPU thread, no "
+                 f"step loop ({fw['loop_ms_per_step']:.2f} ms/step), LeNet, CropFlip, bf16-mixed, "
+                 f"trainer.steps_per_batch={fw.get('steps_per_batch', 1)}, one CPU thread, no "
                  f"progress bar or logger; per step = (epoch of {2 * fw['batches']} − epoch of {fw['batches']} "
                  f"steps) / {fw['batches']}, medians of {fw['epochs']} interleaved epochs (a shared machine: noisy)")
               + " |",

@@ -59,11 +59,23 @@ class _EpochTimer(Callback):
         self.seconds = time.perf_counter() - self.t0
 
 
-def _trainer_epoch(module, dm, device, batches: int, precision: str) -> float:
+# trainer.steps_per_batch of the conf/trainer default, which the benchmarks time next to one batch a step
+STEPS_PER_BATCH = 8
+
+
+def _train_limit(dm: AugDataModule, steps: int, steps_per_batch: int) -> int | None:
+    """Set up an epoch of ``steps`` optimiser steps, ``steps_per_batch`` at a time, as ``train`` does:
+    grouped, the loader limits the epoch in steps. Returns the Trainer's ``limit_train_batches``."""
+    grouped = steps_per_batch > 1
+    dm.steps_per_batch, dm.train_steps_limit = steps_per_batch, (steps if grouped else None)
+    return None if grouped else steps
+
+
+def _trainer_epoch(module, dm, device, batches: int, precision: str, steps_per_batch: int = 1) -> float:
     timer = _EpochTimer(device)
     on_gpu = device.type == "cuda"
-    trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1,
-                        precision=precision, max_epochs=1, limit_train_batches=batches,
+    trainer = L.Trainer(accelerator="gpu" if on_gpu else "cpu", devices=1, precision=precision, max_epochs=1,
+                        limit_train_batches=_train_limit(dm, batches, steps_per_batch),
                         limit_val_batches=0, num_sanity_val_steps=0, benchmark=on_gpu, enable_progress_bar=False,
                         logger=False, enable_checkpointing=False, enable_model_summary=False,
                         callbacks=[CropFlip(), timer])
@@ -128,9 +140,11 @@ def bench_trainer(args, device, dm: AugDataModule) -> dict:
         torch.manual_seed(0)
         return cls("lenet", spec.channels, spec.num_classes, lr=FROZEN, channels_last=on_gpu)
 
-    module, automatic = classifier(Classifier), classifier(Automatic)
+    module, automatic, grouped = classifier(Classifier), classifier(Automatic), classifier(Classifier)
+    group = getattr(args, "steps_per_batch", STEPS_PER_BATCH)
     loops = {"plain": plain, "module": module_loop,
              "trainer": lambda k: _trainer_epoch(module, dm, device, k, args.precision),
+             "trainer_grouped": lambda k: _trainer_epoch(grouped, dm, device, k, args.precision, group),
              "trainer_automatic": lambda k: _trainer_epoch(automatic, dm, device, k, args.precision)}
     for fn in loops.values():  # warm-up, untimed
         fn(min(5, batches))
@@ -149,6 +163,7 @@ def bench_trainer(args, device, dm: AugDataModule) -> dict:
         **{f"{k}_images_per_s": batches * bs / med[k] for k in loops},
         "trainer_over_plain": med["trainer"] / med["plain"],
         "trainer_automatic_over_plain": med["trainer_automatic"] / med["plain"],
+        "steps_per_batch": group, "trainer_grouped_over_plain": med["trainer_grouped"] / med["plain"],
         "module_over_plain": med["module"] / med["plain"],
         "raw_seconds": times,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from augbench.data import steps_of
 from augbench.seeding import derive_seed
 
 
@@ -53,7 +54,10 @@ class BatchAugment(Callback):
         self.reseed(trainer.current_epoch)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self.apply(batch)
+        # a group of steps' batches in step order: this callback's generator makes the same draws for
+        # each as it would batch by batch (no other code draws from it)
+        for b in steps_of(batch):
+            self.apply(b)
 
     def draw(self, batch: dict) -> dict:
         """This batch's random draws, from ``self.generator`` (depends on the batch's shapes only)."""

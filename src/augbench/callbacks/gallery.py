@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from augbench.data import steps_of
+
 
 class GalleryLogger(Callback):
     """Sends the first augmented training batch of a fresh run to TensorBoard's Images tab."""
@@ -17,6 +19,7 @@ class GalleryLogger(Callback):
             return
         from torchvision.utils import make_grid  # only needed once per run
 
+        batch = steps_of(batch)[0]
         spec = trainer.datamodule.spec
         mean = torch.tensor(spec.mean, device=batch["image"].device).view(1, -1, 1, 1)
         std = torch.tensor(spec.std, device=batch["image"].device).view(1, -1, 1, 1)

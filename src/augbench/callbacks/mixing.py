@@ -6,6 +6,7 @@ from augbench import augment
 from augbench.augment.common import is_int, is_number
 from augbench.augment.mixing import CUTMIX_CENTERS, CUTMIX_LABEL_MODES
 from augbench.callbacks.base import BatchAugment, check_knob, ramped
+from augbench.data import steps_of
 
 
 class Mixup(BatchAugment):
@@ -71,10 +72,11 @@ class CutMix(BatchAugment):
             self.current_prob = self.ramp(trainer.current_epoch, trainer.max_epochs)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if self.layer == 0:
-            self.apply(batch)
-        else:
-            self.apply_to_features(batch, pl_module.net.feature_size(self.layer, batch["image"].shape[-1]))
+        for b in steps_of(batch):
+            if self.layer == 0:
+                self.apply(b)
+            else:
+                self.apply_to_features(b, pl_module.net.feature_size(self.layer, b["image"].shape[-1]))
 
     def draw(self, batch, size: int | None = None):
         """The draws for the image's size, or for a ``size``×``size`` feature map. The (ramped) gate is
