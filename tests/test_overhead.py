@@ -28,3 +28,17 @@ def test_overhead_section_measures_five_loops_and_writes_its_tables(tmp_path, fa
     paths = write_overhead(r, tmp_path)
     assert [p.name for p in paths] == ["overhead_cpu.json", "overhead_cpu.md"]
     assert json.loads(paths[0].read_text())["batch"] == 8
+
+
+@pytest.mark.parametrize("n,j", [(5, 0), (6, 1), (21, 6), (41, 14)])
+def test_the_median_interval_takes_the_binomial_order_statistics(n, j):
+    from math import comb
+
+    from augbench.bench.common import median_ci
+
+    xs = [float(i) for i in range(n)][::-1]  # any order
+    lo, hi = median_ci(xs)
+    assert (lo, hi) == ((0.0, n - 1.0) if j == 0 else (j - 1.0, n - j + 0.0))
+    if j:  # coverage 1 − 2·P(B < j) ≥ 95%, and one order statistic further in would fall below it
+        below = sum(comb(n, i) for i in range(j)) / 2**n
+        assert 1 - 2 * below >= 0.95 and 1 - 2 * (below + comb(n, j) / 2**n) < 0.95

@@ -171,3 +171,17 @@ def test_a_gpu_measurement_is_compared(tmp_path):
     g = gpu_measurement(tmp_path, P.profile_dict("h100"), result)
     assert g["status"] == "compared" and g["rows"][0]["gap"] == pytest.approx(1.0)
     assert gpu_measurement(tmp_path, P.profile_dict("a100"), result)["status"] == "other_gpu"
+
+
+def test_the_framework_overhead_comes_from_the_overhead_sections_paired_figure(tmp_path):
+    r = {"device_type": "cpu", "steps_per_batch": 8, "reps": 11, "batch": 32,
+         "trainer_minus_plain_ms": 0.27, "grouped_minus_plain_ms": -0.02}
+    path = tmp_path / "overhead_cpu.json"
+    assert P.paired_overhead(path, 8) == {}  # not measured yet: the projection's own epochs decide
+    path.write_text(json.dumps(r))
+    one, grouped = P.paired_overhead(path, 1), P.paired_overhead(path, 8)
+    assert one["framework_us"] == pytest.approx(270) and one["paired_source"] == "overhead_cpu.json"
+    assert grouped["framework_us"] == 0.0 and grouped["paired_us"] == pytest.approx(-20)  # clamped, and shown
+    assert P.paired_overhead(path, 4) == {}  # measured for another steps_per_batch
+    path.write_text(json.dumps(r | {"device_type": "cuda"}))
+    assert P.paired_overhead(path, 8) == {}  # a GPU's overhead is not this CPU's

@@ -13,7 +13,7 @@ from augbench.data import AugDataModule, StepGroups, limited_steps
 from augbench.errors import ConfigError
 from augbench.module import Classifier, NonFiniteLossError
 from augbench.training import train
-from conftest import TINY, make_cfg
+from conftest import TINY, make_cfg, stop_training_at
 
 
 def fit(root, k: int, callbacks, optim: dict, steps: int = 7, epochs: int = 2):
@@ -85,6 +85,23 @@ def test_one_batch_per_step_reproduces_a_grouped_run(tmp_path, fake_cifar):
     grouped = train(make_cfg(tmp_path / "a", [*common, "trainer.steps_per_batch=2"], fake_cifar))
     single = train(make_cfg(tmp_path / "b", common, fake_cifar))
     assert grouped["history"] == single["history"] and grouped["test_loss"] == single["test_loss"]
+
+
+def test_a_run_killed_with_one_batch_per_step_resumes_grouped_to_the_same_end(tmp_path, fake_cifar, monkeypatch):
+    common = [*TINY, "model=lenet", "aug=cutmix", "trainer.limit_train_batches=5", "trainer.max_epochs=3",
+              "trainer.deterministic=true"]
+    step = Classifier.training_step
+    stop_training_at(monkeypatch, 1, KeyboardInterrupt())  # last.ckpt holds the end of epoch 0
+    with pytest.raises((KeyboardInterrupt, SystemExit)):
+        train(make_cfg(tmp_path / "run", [*common, "trainer.steps_per_batch=1"], fake_cifar))
+    monkeypatch.setattr(Classifier, "training_step", step)
+    resumed = train(make_cfg(tmp_path / "run", [*common, "trainer.steps_per_batch=4"], fake_cifar))
+    straight = train(make_cfg(tmp_path / "straight", [*common, "trainer.steps_per_batch=1"], fake_cifar))
+    a = torch.load(tmp_path / "run" / "last.ckpt", weights_only=False)
+    b = torch.load(tmp_path / "straight" / "last.ckpt", weights_only=False)
+    assert a["global_step"] == b["global_step"] == 15
+    assert all(torch.equal(a["state_dict"][k], v) for k, v in b["state_dict"].items())
+    assert resumed["history"] == straight["history"] and resumed["test_loss"] == straight["test_loss"]
 
 
 def test_a_non_finite_loss_names_its_step_inside_a_group(fake_cifar):

@@ -13,6 +13,7 @@ import statistics
 import sys
 import time
 from contextlib import contextmanager
+from math import comb
 
 import torch
 
@@ -94,6 +95,18 @@ def _interleaved(fns: dict, windows: int) -> dict[str, list[float]]:
             fn()
             times[k].append(time.perf_counter() - t)
     return times
+
+
+def median_ci(values, level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free confidence interval for the median: order statistics x_(j) and x_(n+1-j),
+    j the largest with P(Binomial(n, ½) < j) ≤ (1 − level)/2, so the interval covers the median with
+    probability ≥ level whatever the distribution; below 6 values, the range."""
+    xs, n = sorted(values), len(values)
+    tail, j = 0.0, 0
+    while j < n and tail + comb(n, j) / 2**n <= (1 - level) / 2:
+        tail += comb(n, j) / 2**n
+        j += 1
+    return (xs[0], xs[-1]) if j == 0 else (xs[j - 1], xs[n - j])
 
 
 @contextmanager

@@ -207,7 +207,8 @@ def render_md(r: dict) -> str:
               f"- augmentation speed-up ≥ {AUG_TARGET:.0f}× for every regime: "
               f"{'met' if tg['aug_speedup_met'] else 'MISSED'} (lowest {tg['aug_speedup_min']:.1f}×)",
               f"- Trainer/plain-loop epoch ≤ {TRAINER_TARGET}: {'met' if tg['trainer_ratio_met'] else 'MISSED'} "
-              f"({tg['trainer_ratio']:.3f})",
+              f"({tg['trainer_ratio']:.3f} with trainer.steps_per_batch={t.get('steps_per_batch', 1)}"
+              + (f", {tg['trainer_ratio_one_batch']:.3f} one batch a step)" if "trainer_ratio_one_batch" in tg else ")"),
               f"- no host sync on every step: {'met' if tg['no_sync_every_step'] else 'MISSED'}", ""]
     return "\n".join(lines)
 

@@ -97,6 +97,7 @@ def _framework(args) -> dict:
     fw = P.framework_overhead(args.framework_batches, args.framework_epochs, args.steps_per_batch)
     if args.framework_kernels is not None:
         fw["framework_kernels"] = args.framework_kernels
+    fw |= P.paired_overhead(Path(args.out) / "overhead_cpu.json", fw["steps_per_batch"])
     _log(f"framework: {fw['framework_us']:.0f} µs and {fw['framework_kernels']} kernels per step over augbench's loop")
     return fw
 

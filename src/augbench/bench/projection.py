@@ -21,6 +21,7 @@ cost a GPU host as slow as this CPU.
 
 from __future__ import annotations
 
+import json
 import statistics
 import tempfile
 import time
@@ -160,6 +161,22 @@ def framework_overhead(batches: int, epochs: int, steps_per_batch: int | None = 
             "trainer_ms_per_step": per_step["trainer"] * 1e3, "loop_ms_per_step": per_step["loop"] * 1e3,
             "trainer_kernels_per_step": trainer_kernels, "own_kernels_per_step": own,
             "framework_kernels": max(round(trainer_kernels - own), 0)}
+
+
+def paired_overhead(path: Path, steps_per_batch: int) -> dict:
+    """The overhead section's figure (``--overhead``: paired per-repetition differences, their median)
+    for the same ``steps_per_batch``, when it has been measured on this CPU: an overhead of tens of µs
+    is below the noise of ``framework_overhead``'s few epochs at batch 128. {} when there is none."""
+    if not path.is_file():
+        return {}
+    r = json.loads(path.read_text())
+    if r.get("device_type") != "cpu":
+        return {}
+    key = {1: "trainer_minus_plain_ms", r.get("steps_per_batch"): "grouped_minus_plain_ms"}.get(steps_per_batch)
+    if key is None or key not in r:
+        return {}
+    return {"framework_us": max(r[key], 0.0) * 1e3, "paired_us": r[key] * 1e3, "paired_source": path.name,
+            "paired_reps": r["reps"], "paired_batch": r["batch"]}
 
 
 def host_rates(regimes: dict, rounds: int, timed=GRID["regimes"]) -> dict:

@@ -69,9 +69,14 @@ def render(r: dict) -> str:
              "## Assumptions (knobs)", "", "| knob | value | what, and the source of the default |", "|---|---:|---|",
              f"| GPU profile `{p['key']}` | {p['peak_tflops']} TFLOP/s bf16, {p['hbm_tbps']} TB/s | {p['source']} |"]
     lines += [f"| `--{k.replace('_', '-')}` | {a[k]} | {why} |" for k, (_, why) in ASSUMPTIONS.items()]
+    paired = (f"from `{fw['paired_source']}` (`--overhead`: the median of {fw['paired_reps']} paired repetitions' "
+              f"Trainer − plain loop, LeNet, batch {fw['paired_batch']}, one thread: {fw['paired_us']:+.0f} µs); this "
+              "run's own epochs below, too noisy for an effect this small, gave "
+              f"{1e3 * (fw['trainer_ms_per_step'] - fw['loop_ms_per_step']):+.0f} µs. "
+              if "paired_source" in fw else "")
     lines += [f"| framework overhead per step | {fw['framework_us']:.0f} µs | "
               + ("given with --framework-us" if fw.get("given") else
-                 f"measured here: Lightning Trainer ({fw['trainer_ms_per_step']:.2f} ms/step) minus augbench's own "
+                 paired + f"measured here: Lightning Trainer ({fw['trainer_ms_per_step']:.2f} ms/step) minus augbench's own "
                  f"step loop ({fw['loop_ms_per_step']:.2f} ms/step), LeNet, CropFlip, bf16-mixed, "
                  f"trainer.steps_per_batch={fw.get('steps_per_batch', 1)}, one CPU thread, no "
                  f"progress bar or logger; per step = (epoch of {2 * fw['batches']} − epoch of {fw['batches']} "
