@@ -64,3 +64,21 @@ def test_label_smoothing_applies_to_every_partner():
     plain = Classifier("lenet", 3, 10)
     plain.load_state_dict(model.state_dict())
     assert not torch.allclose(loss, step(plain, batch)[0])  # the same weights without smoothing: another loss
+
+
+def test_the_nan_watch_names_the_first_bad_step_of_a_long_epoch_and_ignores_an_overflowed_sum():
+    from augbench.module import NonFiniteLossError
+
+    model = Classifier("lenet", 1, 10, check_finite_every_n_steps=0)  # checked at the epoch's end only
+    good = {"image": torch.zeros(2, 1, 32, 32), "target": torch.tensor([1, 2])}
+    bad = {"image": torch.full((2, 1, 32, 32), float("nan")), "target": torch.tensor([1, 2])}
+    with torch.no_grad():
+        for i in range(1500):  # past the watch's first 1024 slots
+            model.training_loss(bad if i in (1200, 1300) else good, i)
+    with pytest.raises(NonFiniteLossError, match="step 1200 of that epoch"):
+        model._raise_if_bad()
+    model.train_sums.zero_()
+    model._train_steps = 2
+    model.step_losses[:2] = 3e38  # finite losses whose sum overflows: no NaN, nothing raised
+    model.train_sums[0] = float("inf")
+    model._raise_if_bad()

@@ -42,3 +42,10 @@ def test_the_median_interval_takes_the_binomial_order_statistics(n, j):
     if j:  # coverage 1 − 2·P(B < j) ≥ 95%, and one order statistic further in would fall below it
         below = sum(comb(n, i) for i in range(j)) / 2**n
         assert 1 - 2 * below >= 0.95 and 1 - 2 * (below + comb(n, j) / 2**n) < 0.95
+
+
+def test_the_benchmarks_time_the_default_steps_per_batch(tmp_path):
+    from augbench.bench.trainer import STEPS_PER_BATCH
+    from conftest import make_cfg
+
+    assert make_cfg(tmp_path).trainer.steps_per_batch == STEPS_PER_BATCH

@@ -75,8 +75,9 @@ class Classifier(L.LightningModule):
         self.acc1 = torch.nn.ModuleDict({s: acc(1) for s in splits})
         self.acc5 = torch.nn.ModuleDict({s: acc(min(5, num_classes)) for s in splits})
         self.eval_loss = torch.nn.ModuleDict({s: mean() for s in splits})
-        # first non-finite step of the epoch, kept on the device: checking it every step would sync
-        self.register_buffer("bad_step", torch.tensor(-1, dtype=torch.long), persistent=False)
+        # every step's loss of the epoch, kept on the device (one copy a step; reading it every step would
+        # sync): when the summed loss turns non-finite, the first non-finite entry names the step
+        self.register_buffer("step_losses", torch.zeros(1024), persistent=False)
         # one row per epoch: train and eval metrics as floats, saved in the checkpoint for resumes
         self.history: list[dict] = []
         self._eval_row: dict = {}
@@ -153,22 +154,26 @@ class Classifier(L.LightningModule):
         return loss
 
     def _watch_finite(self, loss, batch_idx):
+        step = self._train_steps - 1  # this step's index in the epoch (counted after training_loss's add)
+        if step == len(self.step_losses):  # a longer epoch than any before: twice the room (no sync)
+            self.step_losses = torch.cat((self.step_losses, torch.zeros_like(self.step_losses)))
+        self.step_losses[step].copy_(loss)
         n = self.hparams.check_finite_every_n_steps
-        first_bad = torch.where(torch.isfinite(loss) | (self.bad_step >= 0), self.bad_step, batch_idx)
-        self.bad_step.copy_(first_bad)
         if n and (batch_idx + 1) % n == 0:
             self._raise_if_bad()
 
     def _raise_if_bad(self):
-        step = int(self.bad_step)
-        if step >= 0:
+        # the losses are >= 0, so their running sum is finite exactly when every step's loss was, unless
+        # finite losses overflowed it: then no entry is non-finite and nothing is raised
+        if bool(torch.isfinite(self.train_sums[0])):
+            return
+        bad = torch.nonzero(~torch.isfinite(self.step_losses[: self._train_steps]))
+        if len(bad):
+            step = int(bad[0, 0])
             raise NonFiniteLossError(
                 f"training loss became NaN/inf at epoch {self.current_epoch}, step {step} of that epoch; "
                 "the last good checkpoint is kept. Lower optim.lr, or use trainer.precision=32-true"
             )
-
-    def on_train_epoch_start(self):
-        self.bad_step.fill_(-1)
 
     def on_train_epoch_end(self):
         # runs before ModelCheckpoint saves, so non-finite weights never reach last.ckpt
