@@ -306,5 +306,5 @@ def count_step(model: str, callbacks: list, *, batch_size: int = 128, net: torch
     ``settings`` (precision, channels_last, fused) default to ``GPU_STEP``. The second step of an epoch
     is counted, after an uncounted first step (momentum buffers exist then, as in every later step):
     once-per-epoch work (the epoch's permutation, reseeding) and periodic work (the NaN check reads
-    the loss flag every 50 steps) are left out."""
+    the summed loss every 50 steps) are left out."""
     return StepCounter(model, batch_size=batch_size, steps=2, net=net, seed=seed, **settings).count(callbacks)

@@ -194,7 +194,7 @@ def render_md(r: dict) -> str:
               f"(and, on CUDA, `torch.cuda.set_sync_debug_mode` reports synchronising calls) during {h['steps']} "
               "steps of augbench's step loop per regime, and for a Trainer epoch as the difference between "
               f"a {2 * h['steps']}-step and a {h['steps']}-step epoch. A site that fires on every step is a per-step "
-              "sync; others are periodic (the NaN check reads the loss flag every 50 steps by design).", "",
+              "sync; others are periodic (the NaN check reads the summed training loss every 50 steps by design).", "",
               "| loop | syncs per step | sites firing every step |", "|---|---:|---|"]
     for k, v in h.items():
         if isinstance(v, dict):
