@@ -49,7 +49,8 @@ class Classifier(L.LightningModule):
     Lightning's automatic loop takes it: zero the gradients, backward outside autocast, (unscale and)
     step, then the schedulers. The automatic loop's closure, its per-step optimiser hooks and the precision
     plugin's wrappers cost about 0.1 ms of host time a step (``python -m augbench.bench --overhead``),
-    and augbench uses none of them."""
+    and augbench uses none of them. A training batch may be a list of batches (``trainer.steps_per_batch``):
+    one optimiser step each, in order, exactly as if Lightning had handed them over one at a time."""
 
     def __init__(self, model: str, in_channels: int, num_classes: int, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
