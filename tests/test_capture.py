@@ -134,6 +134,28 @@ def test_the_draws_cannot_be_captured_a_generator_breaks_the_graph():
                                                            device=image.device), fullgraph=True, backend="eager")(x)
 
 
+def test_the_whole_step_does_not_compile_into_one_graph():
+    """Why ``model.compile_scope=step`` is not offered: Dynamo stops at ``loss.backward()`` (and, with its
+    experimental ``trace_autograd_ops``, at the optimiser's own graph break in ``step``). If this starts to
+    compile, a torch upgrade can capture forward, backward and update together."""
+    from augbench.models import build_model
+
+    torch.manual_seed(0)
+    net = build_model("lenet", 1, 10)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, foreach=True)
+
+    def step(x, y):
+        loss = torch.nn.functional.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(step)(torch.randn(4, 1, 32, 32), torch.arange(4))
+    torch._dynamo.reset()
+    assert explained.graph_break_count >= 1
+    assert "backward" in str(explained.break_reasons[0].reason)
+
+
 @pytest.mark.parametrize("name", ["cutmix", "gridmask", "mixup_cutmix"])
 def test_draws_read_only_the_batch_shapes(name):
     """What a callback draws depends on the batch's shapes and device, never on its values: all draws of a
