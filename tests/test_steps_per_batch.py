@@ -131,3 +131,23 @@ def test_fast_dev_run_takes_one_step_whatever_the_group(tmp_path, fake_cifar, mo
                                       "trainer.steps_per_batch=8"], fake_cifar)
     assert train(cfg)["status"] == "fast_dev_run"
     assert steps == [True]  # one step, the epoch's last
+
+
+def test_the_progress_bar_counts_steps_not_groups(fake_cifar, monkeypatch):
+    from augbench.training import StepProgressBar
+
+    dm = AugDataModule("cifar10", root=str(fake_cifar), batch_size=8, val_fraction=0.1, verify=False, download=False,
+                       steps_per_batch=4, train_steps_limit=7)
+    bar, shown = StepProgressBar(refresh_rate=3), []
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_epochs=2, limit_val_batches=0, num_sanity_val_steps=0,
+                        logger=False, enable_checkpointing=False, enable_model_summary=False, callbacks=[bar])
+    refresh = StepProgressBar.on_train_batch_end
+
+    def spy(self, *args):
+        refresh(self, *args)
+        shown.append((self.train_progress_bar.n, self.train_progress_bar.total))
+
+    monkeypatch.setattr(StepProgressBar, "on_train_batch_end", spy)
+    trainer.fit(Classifier("lenet", 3, 10), datamodule=dm)
+    # groups of 4 and 3 steps: redrawn once 3 steps were passed, and at the epoch's 7th
+    assert shown == [(4, 7), (7, 7)] * 2

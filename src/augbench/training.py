@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from augbench.callbacks import GalleryLogger
 from augbench.checkpoints import AtomicCheckpointIO
 from augbench.config import check_accelerator, validate
+from augbench.data import steps_of
 from augbench.module import Classifier, device_name
 from augbench.runlock import RunLock
 from augbench.monitors import LabelNoiseMonitor
@@ -100,6 +101,32 @@ class LastCheckpoint(ModelCheckpoint):
             super().on_train_epoch_end(trainer, pl_module)
         finally:
             self._every_n_epochs = every
+
+
+class StepProgressBar(TQDMProgressBar):
+    """Lightning's progress bar counting optimiser steps, not the batches Lightning hands over: with
+    ``trainer.steps_per_batch`` N each holds up to N steps. Redrawn every ``refresh_rate`` steps."""
+
+    def on_train_epoch_start(self, trainer, *args) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        self._steps = 0
+
+    @property
+    def total_train_batches(self):
+        batches = super().total_train_batches
+        dm = self.trainer.datamodule
+        return dm.train_steps(batches) if hasattr(dm, "train_steps") and batches != float("inf") else batches
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        before, self._steps = self._steps, self._steps + len(steps_of(batch))
+        bar = self.train_progress_bar
+        if bar is None or not self.is_enabled:
+            return
+        if self._steps // self.refresh_rate > before // self.refresh_rate or self._steps == bar.total:
+            if not bar.disable:
+                bar.n = self._steps
+                bar.refresh()
+            bar.set_postfix(self.get_metrics(trainer, pl_module))
 
 
 class KeepOnDevice(SingleDeviceStrategy):
@@ -208,7 +235,7 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
         LastCheckpoint(out, cfg.trainer.checkpoint_every_n_epochs),
     ]
     if cfg.trainer.enable_progress_bar:
-        callbacks.append(TQDMProgressBar(refresh_rate=cfg.progress_refresh_rate))  # a redraw per step costs time
+        callbacks.append(StepProgressBar(refresh_rate=cfg.progress_refresh_rate))  # a redraw per step costs time
     logger = TensorBoardLogger(out, name="tb", version="", default_hp_metric=False)
     overrides = trainer_settings(cfg, device)
     if not datamodule.eval_names:
