@@ -116,9 +116,10 @@ def test_a_two_job_sweep_completes_and_its_relaunch_submits_nothing(cluster, dat
 
 
 def test_time_limit_requeue_and_preemption_end_equal_to_an_uninterrupted_run(cluster, data, tmp_path):
-    # about a minute of training on one CPU: past the 1-minute limit (SLURM signals 15 s before it, or up
-    # to 30 s earlier), so the timed run is requeued at least once; the preempted one is requeued by hand
-    epochs = ["seed=0", "trainer.max_epochs=150", "trainer.limit_train_batches=50"]
+    # over a minute of training on one CPU (150 epochs took 31 s with trainer.steps_per_batch 16): past
+    # the 1-minute limit (SLURM signals 15 s before it, or up to 30 s earlier), so the timed run is
+    # requeued at least once; the preempted one is requeued by hand
+    epochs = ["seed=0", "trainer.max_epochs=350", "trainer.limit_train_batches=50"]
     ref, timed, preempted = tmp_path / "ref", tmp_path / "timed", tmp_path / "preempted"
     procs = {name: start(run_args(data, folder, *epochs, f"hydra.launcher.comment={name}",
                                   f"hydra.launcher.timeout_min={1 if name == 'timed' else 10}"))
