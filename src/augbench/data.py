@@ -397,16 +397,28 @@ class AugDataModule(L.LightningDataModule):
     def train_dataloader(self):
         # drop_last keeps every training batch the same shape (static shapes for compile/graphs)
         loader = self._loader("train", shuffle=True, drop_last=True, seed=self.seed, epoch_fn=self._epoch)
-        if self.steps_per_batch == 1 and self.train_steps_limit is None:
+        if not self.grouped:
             return loader
         return StepGroups(loader, self.steps_per_batch, limited_steps(len(loader), self.train_steps_limit))
 
+    @property
+    def grouped(self) -> bool:
+        """Whether training batches come in groups (StepGroups), which then also apply the step limit."""
+        return self.steps_per_batch > 1 or self.train_steps_limit is not None
+
+    def group_steps(self, steps_per_batch: int, limit) -> bool:
+        """Hand over ``steps_per_batch`` training batches at a time; grouped, the loader applies ``limit``
+        (``trainer.limit_train_batches`` or fast_dev_run's count) in steps, and the Trainer must not
+        apply it again to the groups. Returns whether the batches are grouped."""
+        self.steps_per_batch, self.train_steps_limit = steps_per_batch, (limit if steps_per_batch > 1 else None)
+        return self.grouped
+
     def train_steps(self, batches: int) -> int:
         """Optimiser steps in an epoch of ``batches`` training batches (Lightning's count)."""
-        if self.steps_per_batch == 1 and self.train_steps_limit is None:
+        if not self.grouped:
             return batches
-        loader = self.train_dataloader()
-        return min(batches * self.steps_per_batch, loader.steps)
+        n = len(self.host["train"][0]) // self.batch_size  # the loader drops the last partial batch
+        return min(batches * self.steps_per_batch, limited_steps(n, self.train_steps_limit))
 
     @property
     def eval_names(self) -> list[str]:

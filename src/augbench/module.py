@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from augbench.data import steps_of
 from augbench.models import build_model
 
 
@@ -101,15 +102,11 @@ class Classifier(L.LightningModule):
         return self.net(x, mix=lambda f: torch.where(mask, f[j], f), mix_at=feature_mix["layer"])
 
     def training_step(self, batch, batch_idx):
-        if isinstance(batch, dict):
-            loss = self.training_loss(batch, batch_idx)
-            self._optimise(loss, last=batch_idx + 1 == self.trainer.num_training_batches)
-            return loss.detach()
-        # a group of batches (trainer.steps_per_batch): one optimiser step each, in order
-        last_group = batch_idx + 1 == self.trainer.num_training_batches
-        for i, b in enumerate(batch):
+        steps = steps_of(batch)  # one batch, or a group of them (trainer.steps_per_batch): a step each, in order
+        last_batch = batch_idx + 1 == self.trainer.num_training_batches
+        for i, b in enumerate(steps):
             loss = self.training_loss(b, self._train_steps)  # the step's index in the epoch
-            self._optimise(loss, last=last_group and i + 1 == len(batch))
+            self._optimise(loss, last=last_batch and i + 1 == len(steps))
         return loss.detach()
 
     def _optimise(self, loss, last: bool):

@@ -206,12 +206,11 @@ def train(cfg: DictConfig, gpu: int | None = None) -> dict:
 def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> dict:
     log.info("%s: training (process %d)", out, os.getpid())
     L.seed_everything(cfg.seed, workers=True)  # python, numpy, torch; seed=0 is a real seed
-    steps_per_batch = cfg.trainer.steps_per_batch
-    # grouped batches: the loader, not the Trainer, applies limit_train_batches (and fast_dev_run's
-    # batch count), so that they count optimiser steps whatever steps_per_batch is
+    datamodule = instantiate(cfg.data)
+    # limit_train_batches and fast_dev_run's batch count stay counts of optimiser steps whatever
+    # steps_per_batch is: grouped, the loader applies them and the Trainer does not
     limit = int(cfg.trainer.fast_dev_run) if cfg.trainer.fast_dev_run else cfg.trainer.limit_train_batches
-    grouped = {"steps_per_batch": steps_per_batch, "train_steps_limit": limit}
-    datamodule = instantiate(cfg.data, **(grouped if steps_per_batch > 1 else {}))
+    grouped = datamodule.group_steps(cfg.trainer.steps_per_batch, limit)
     datamodule.load()  # a missing or corrupt dataset fails here, before training
     spec = datamodule.spec
     suite = instantiate(cfg.eval)  # what is measured on the final weights beyond accuracy (conf/eval)
@@ -240,7 +239,7 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
     overrides = trainer_settings(cfg, device)
     if not datamodule.eval_names:
         overrides["limit_val_batches"] = 0
-    if steps_per_batch > 1:
+    if grouped:
         overrides["limit_train_batches"] = None
     trainer_cfg = OmegaConf.masked_copy(cfg.trainer, [k for k in cfg.trainer if k not in AUGBENCH_TRAINER_KEYS])
     trainer: L.Trainer = instantiate(trainer_cfg, precision=precision, callbacks=callbacks, logger=logger,

@@ -66,9 +66,7 @@ STEPS_PER_BATCH = 16
 def _train_limit(dm: AugDataModule, steps: int, steps_per_batch: int) -> int | None:
     """Set up an epoch of ``steps`` optimiser steps, ``steps_per_batch`` at a time, as ``train`` does:
     grouped, the loader limits the epoch in steps. Returns the Trainer's ``limit_train_batches``."""
-    grouped = steps_per_batch > 1
-    dm.steps_per_batch, dm.train_steps_limit = steps_per_batch, (steps if grouped else None)
-    return None if grouped else steps
+    return None if dm.group_steps(steps_per_batch, steps) else steps
 
 
 def _trainer_epoch(module, dm, device, batches: int, precision: str, steps_per_batch: int = 1) -> float:
