@@ -100,6 +100,31 @@ def test_checkpoint_saved_on_another_gpu_resumes_here(tmp_path, fake_cifar, monk
 
 # --- 5. compile in place: the state-dict keys do not change -------------------------------------
 
+def test_a_cpu_checkpoints_momentum_takes_the_channels_last_layout_of_a_gpu_run():
+    # Found on an H200: the fused CUDA SGD refuses a momentum buffer whose strides differ from its
+    # parameter's, which is what resuming a CPU (NCHW) checkpoint into a channels_last model gave.
+    # The CPU's fused kernel accepts the mismatch, so the layout itself is what is checked here.
+    def model_and_sgd(channels_last):
+        torch.manual_seed(0)
+        m = module.Classifier("lenet", 3, 10, channels_last=channels_last)
+        return m, module.make_sgd(m.parameters(), "cpu", lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+    saved, opt = model_and_sgd(False)
+    for p in saved.parameters():
+        p.grad = torch.randn_like(p)
+    opt.step()
+    resumed, opt2 = model_and_sgd(True)
+    opt2.load_state_dict(opt.state_dict())
+    convs = [p for p in resumed.parameters() if p.dim() == 4]
+    assert convs and all(opt2.state[p]["momentum_buffer"].stride() != p.stride() for p in convs)
+    resumed._trainer = SimpleNamespace(optimizers=[opt2])
+    resumed.on_train_start()
+    for p, q in zip(resumed.parameters(), saved.parameters()):
+        buf = opt2.state[p]["momentum_buffer"]
+        assert buf.stride() == p.stride()
+        assert torch.equal(buf, opt.state[q]["momentum_buffer"])
+
+
 def test_compiled_model_has_the_eager_state_dict_keys(tmp_path):
     spec = SimpleNamespace(channels=3, num_classes=10)
     eager = build_classifier(make_cfg(tmp_path, ["model=lenet"]), spec, torch.device("cpu"))
@@ -275,6 +300,18 @@ def test_gpu_deterministic_runs_are_bit_identical(tmp_path, fake_cifar, model):
     a = train(make_cfg(tmp_path / "a", args, fake_cifar))
     b = train(make_cfg(tmp_path / "b", args, fake_cifar))
     assert a["history"] == b["history"] and a["test_loss"] == b["test_loss"]
+
+
+@pytest.mark.gpu
+def test_gpu_deterministic_run_is_evaluated_twice_the_same(tmp_path, fake_cifar):
+    # on an H200 the standard suite failed under trainer.deterministic=true: CUDA's bincount is refused
+    args = [a for a in TINY if not a.startswith("eval=")] + [
+        "model=lenet", "trainer.accelerator=gpu", "trainer.deterministic=true", "eval=standard",
+        "eval.in_between_pairs=50", "eval.ood_noise_images=200", "eval.figures=false"]
+    a = train(make_cfg(tmp_path / "a", args, fake_cifar))
+    b = train(make_cfg(tmp_path / "b", args, fake_cifar))
+    assert "eval_error" not in a and sum(a["eval"]["calibration_bins"]["count"]) > 0
+    assert a["eval"] == {**b["eval"], "seconds": a["eval"]["seconds"]}
 
 
 @pytest.mark.gpu

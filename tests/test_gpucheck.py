@@ -43,7 +43,9 @@ def test_cpu_sections_train_resume_and_write_the_report(tmp_path):
 
     lenet = sections["backbones"]["models"]["lenet"]
     assert lenet["status"] == "completed" and lenet["epochs"] == 2 and lenet["wall_seconds"] > 0
-    assert lenet["images_per_second"] == pytest.approx(2 * 32 / lenet["wall_seconds"], rel=0.01)
+    assert 0 < lenet["eval_seconds"] < lenet["wall_seconds"]  # the standard suite ran, and is not training time
+    assert lenet["images_per_second"] == pytest.approx(2 * 32 / (lenet["wall_seconds"] - lenet["eval_seconds"]),
+                                                       rel=0.01)
     assert (lenet["precision"], lenet["device"]) == ("32-true", "cpu")
 
     resume = sections["resume"]
@@ -56,6 +58,29 @@ def test_cpu_sections_train_resume_and_write_the_report(tmp_path):
     assert "| resume | ok |" in md and "| backbones: lenet | completed |" in md
     assert "[     ok] resume" in r.stdout and "no section failed" in r.stdout
     assert sorted(p.name for p in out.iterdir()) == ["gpu_check_cpu.json", "gpu_check_cpu.md"]  # no temp files
+
+
+def test_a_run_whose_evaluation_suite_failed_fails_its_section(tmp_path, monkeypatch):
+    # as on an H200, where a deterministic run trained but its suite raised: the run is kept, the check fails
+    out = tmp_path / "run"
+
+    def train_py(cmd, log):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps({"status": "completed", "epochs": 2, "wall_seconds": 9.0,
+                                                      "eval_error": "RuntimeError: _bincount_cuda is refused"}))
+        return 0
+
+    monkeypatch.setattr(gpucheck, "run", train_py)
+    c = gpucheck.Check(gpucheck.parse_args(["--allow-cpu", "--work", str(tmp_path)]), "cpu")
+    with pytest.raises(gpucheck.SectionError, match="evaluation suite failed: RuntimeError: _bincount_cuda"):
+        c.train(["train.py"], out)
+
+
+def test_run_figures_leave_the_evaluation_suite_out_of_training_speed(tmp_path):
+    c = gpucheck.Check(gpucheck.parse_args(["--allow-cpu", "--work", str(tmp_path)]), "cpu")
+    fig = gpucheck.run_figures(c, {"status": "completed", "epochs": 2, "wall_seconds": 10.0, "eval": {"seconds": 4.0}})
+    assert (fig["seconds_per_epoch"], fig["eval_seconds"]) == (3.0, 4.0)
+    assert fig["images_per_second"] == pytest.approx(2 * c.images_per_epoch / 6.0, abs=0.1)
 
 
 def test_a_failed_section_is_recorded_and_the_check_goes_on(tmp_path, monkeypatch, capsys):

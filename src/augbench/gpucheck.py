@@ -87,6 +87,8 @@ class Check:
         if rc != 0 or metrics.get("status") != "completed":
             raise SectionError(f"train.py exited {rc} ({cause(log)}), status {metrics.get('status')!r}; "
                                f"log {log}:\n{tail(log)}")
+        if metrics.get("eval_error"):  # the run is kept, but a suite that fails on this device is a failure here
+            raise SectionError(f"trained, but the evaluation suite failed: {metrics['eval_error']}; log {log}")
         return metrics
 
 
@@ -165,8 +167,9 @@ def section_tests(c: Check, rec: dict) -> None:
 def section_backbones(c: Check, rec: dict) -> None:
     root = c.fake_data("full")
     rec.update(train_images_per_epoch=c.images_per_epoch, models={},
-               note="images/s end to end: epochs x training images / the run's wall_seconds (training, validation "
-                    "and the final test; process start and data loading excluded)")
+               note="images/s end to end: epochs x training images / (the run's wall_seconds less its evaluation "
+                    "suite's seconds): training, validation and the final test; process start, data loading and "
+                    "the suite excluded")
     for m in c.models:
         out = c.work / "backbones" / m
         try:
@@ -188,9 +191,12 @@ def section_backbones(c: Check, rec: dict) -> None:
 
 def run_figures(c: Check, metrics: dict) -> dict:
     epochs, wall = metrics.get("epochs") or 0, metrics.get("wall_seconds") or 0
-    per_epoch, ips = round(wall / max(epochs, 1), 2), round(epochs * c.images_per_epoch / max(wall, 1e-9), 1)
-    return {"status": metrics["status"], "epochs": epochs, "wall_seconds": wall, "seconds_per_epoch": per_epoch,
-            "images_per_second": ips, **{k: metrics.get(k) for k in ("precision", "device", "test_acc1")},
+    suite = (metrics.get("eval") or {}).get("seconds") or 0  # the evaluation suite runs after the test pass
+    train = max(wall - suite, 1e-9)
+    per_epoch, ips = round(train / max(epochs, 1), 2), round(epochs * c.images_per_epoch / train, 1)
+    return {"status": metrics["status"], "epochs": epochs, "wall_seconds": wall, "eval_seconds": suite,
+            "seconds_per_epoch": per_epoch, "images_per_second": ips,
+            **{k: metrics.get(k) for k in ("precision", "device", "test_acc1")},
             "summary": f"{per_epoch} s/epoch, {ips:,.0f} img/s, {metrics.get('precision')} on {metrics.get('device')}"}
 
 

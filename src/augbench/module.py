@@ -21,6 +21,17 @@ def sgd_flags(device_type: str) -> dict:
     return {"fused": fused, "foreach": not fused}
 
 
+def match_param_layout(opt: torch.optim.Optimizer) -> None:
+    """Give each state tensor its parameter's memory layout. A checkpoint saved on the CPU holds NCHW
+    momentum buffers; on a GPU the parameters are channels_last, and the fused CUDA update refuses
+    tensors whose strides differ (``check_fast_path_restrictions``). Values are unchanged."""
+    for group in opt.param_groups:
+        for p in group["params"]:
+            for k, v in opt.state.get(p, {}).items():
+                if torch.is_tensor(v) and v.shape == p.shape and v.stride() != p.stride():
+                    opt.state[p][k] = torch.empty_like(p, dtype=v.dtype).copy_(v)
+
+
 def make_sgd(params, device_type: str, *, lr: float, momentum: float, nesterov: bool,
              weight_decay: float) -> torch.optim.SGD:
     """The study's optimiser (weight decay on every parameter), with the kernels suited to the device.
@@ -210,6 +221,7 @@ class Classifier(L.LightningModule):
         for opt in self.trainer.optimizers:
             for group in opt.param_groups:
                 group.update(sgd_flags(self.device.type))
+            match_param_layout(opt)
 
     def _eval_step(self, batch, split):
         logits = self(batch["image"])

@@ -31,7 +31,10 @@ def calibration(logits: torch.Tensor, labels: torch.Tensor, n_bins: int = 15) ->
     index = torch.bucketize(conf, edges, right=True) - 1  # in [0, n_bins]; n_bins only for conf == 1
 
     def per_bin(weights: torch.Tensor | None) -> torch.Tensor:
-        return torch.bincount(index, weights, minlength=n_bins + 1).double()
+        # on the CPU: CUDA's bincount adds with atomics, so torch.use_deterministic_algorithms (a run with
+        # trainer.deterministic=true) refuses it, and its float sums would vary run to run anyway
+        w = None if weights is None else weights.cpu()
+        return torch.bincount(index.cpu(), w, minlength=n_bins + 1).double()
 
     count = per_bin(None)
     seen = count.clamp(min=1)
