@@ -167,9 +167,12 @@ def test_a_gpu_measurement_is_compared(tmp_path):
     bench = {"meta": {"device_name": "NVIDIA H100 80GB HBM3"},
              "pipelines": [{"model": "lenet", "augbench": {"images_per_s": 10_000.0}}]}
     (tmp_path / "bench_cuda.json").write_text(json.dumps(bench))
-    result = {"projection": {"steps": {"lenet": {"baseline_plus": {"eager_s": 128 / 20_000}}}}}
+    result = {"projection": {"steps": {"lenet": {"baseline_plus": {"eager_s": 128 / 20_000, "kernels": 80,
+                                                                   "eager_here_s": 128 / 5_000}}}}}
     g = gpu_measurement(tmp_path, P.profile_dict("h100"), result)
     assert g["status"] == "compared" and g["rows"][0]["gap"] == pytest.approx(1.0)
+    assert g["rows"][0]["gap_here"] == pytest.approx(-0.5)
+    assert g["rows"][0]["implied_host_us_per_kernel"] == pytest.approx(128 / 10_000 / 80 * 1e6)  # 160 µs
     assert gpu_measurement(tmp_path, P.profile_dict("a100"), result)["status"] == "other_gpu"
 
 
