@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from augbench import bench
-from augbench.bench import levers, pipelines
+from augbench.bench import levers, pipelines, tracking
 from augbench.bench import trainer as trainer_section
 from augbench.bench import main, parse_args, render_md
 from augbench.module import sgd_flags
@@ -30,6 +30,8 @@ def test_bench_writes_json_and_md(tmp_path):
 
     (row,) = written["pipelines"]
     assert row["model"] == "lenet" and row["ratio"] > 0
+    tracked = tracking.load()["counts"]["lenet"]["baseline_plus"]["kernels"]  # benchmarks/kernels.json
+    assert row["augbench"]["gpu_kernels_per_step"] == tracked
     for kind in ("augbench", "conventional"):
         assert row[kind]["images_per_s"] > 0 and row[kind]["s_per_epoch"] > 0 and row[kind]["peak_rss_mib"] > 0
     assert all(v > 0 for v in written["grid_hours"].values())

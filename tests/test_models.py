@@ -34,47 +34,75 @@ def test_unknown_model_lists_valid_names():
         build_model("resnet50")
 
 
-# --- DenseNet: the kernel-saving forward changes no number -------------------------------------------------
+# --- the kernel-saving forward (one counter op, one weight cast) changes no number -------------------------
 
-from augbench.models import DenseNet  # noqa: E402
+from augbench.bench.kernels import count_kernels  # noqa: E402
+from augbench.models import CastConv, CountedBN  # noqa: E402
 
-BEFORE = dict(batch_counters=False, one_weight_cast=False)  # DenseNet as it was
+BEFORE = dict(batch_counters=False, one_weight_cast=False)  # the plain forward
 
 
-def _dense_pair(**options):
+def _pair(name, **options):
     torch.manual_seed(0)
-    before, now = DenseNet(**BEFORE), DenseNet(**options)
-    now.load_state_dict(before.state_dict())  # a checkpoint of the old forward loads as it is
+    before, now = build_model(name, **BEFORE), build_model(name, **options)
+    now.load_state_dict(before.state_dict())  # a checkpoint of the plain forward loads as it is
     for m in (before, now):
         m.to(memory_format=torch.channels_last)
     return before, now
 
 
+def _step(m, x, amp, mix=None, mix_at=0):
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
+        y = m(x, mix, mix_at) if mix is not None else m(x)
+    y.float().square().sum().backward()
+    return y, [p.grad for p in m.parameters()], list(m.buffers())
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
 @pytest.mark.parametrize("amp", [False, True], ids=["fp32", "bf16-autocast"])
-def test_densenet_forward_changes_no_number(amp):
-    before, now = _dense_pair()
+def test_kernel_saving_forward_changes_no_number(name, amp):
+    before, now = _pair(name)
     assert list(now.state_dict()) == list(before.state_dict())
-    assert sum(p.numel() for p in now.parameters()) == PARAMS["densenet"][10]
+    assert sum(p.numel() for p in now.parameters()) == PARAMS[name][10]
     x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    outs = []
-    for m in (before, now):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
-            y = m(x)
-        y.float().square().sum().backward()
-        outs.append((y, [p.grad for p in m.parameters()], list(m.buffers())))
-    (y0, g0, b0), (y1, g1, b1) = outs
-    torch.testing.assert_close(y1, y0, rtol=1e-5, atol=1e-5)
+    (y0, g0, b0), (y1, g1, b1) = _step(before, x, amp), _step(now, x, amp)
+    torch.testing.assert_close(y1, y0, rtol=0, atol=0)
     for a, b in zip(g1, g0):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     for a, b in zip(b1, b0):  # running statistics and the step counters
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    assert int(now.features[0].bn1.num_batches_tracked) == 1 == int(now.bn.num_batches_tracked)
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    bns = [m for m in now.modules() if isinstance(m, CountedBN)]
+    assert all(int(m.num_batches_tracked) == 1 for m in bns) and (name == "lenet") == (not bns)
 
 
-def test_densenet_eval_leaves_counters_and_weights_alone():
-    _, now = _dense_pair()
-    now.eval()
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
-        now(torch.zeros(2, 3, 32, 32))
-    assert int(now.bn.num_batches_tracked) == 0
-    assert all(m.cast_weight is None for m in now._convs)  # no bf16 copy outlives the forward
+@pytest.mark.parametrize("name", ["resnet18", "vgg"])
+def test_kernel_saving_forward_keeps_feature_level_mixing(name):
+    before, now = _pair(name)
+    x = torch.randn(4, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    flip = lambda t: t.flip(0)  # noqa: E731 - any function of a feature map
+    for point in range(5):
+        y0, y1 = (_step(m, x, True, flip, point)[0] for m in (before, now))
+        torch.testing.assert_close(y1, y0, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_kernel_saving_forward_launches_fewer_kernels_under_autocast(name):
+    before, now = _pair(name)
+    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    k0, k1 = (count_kernels(_step, m, x, True).total() for m in (before, now))
+    convs = sum(isinstance(m, CastConv) for m in now.modules())
+    bns = sum(isinstance(m, CountedBN) for m in now.modules())
+    assert convs > 0 and k1 < k0
+    # per conv: its weight's (and bias's) cast forward and back, less the concatenation and the one cast
+    # each way; per batch norm: its counter, less the one multi-tensor op
+    assert k0 - k1 >= 2 * (convs - 3) + max(bns - 1, 0)
+
+
+def test_kernel_saving_eval_leaves_counters_and_weights_alone():
+    for name in sorted(PARAMS):
+        _, now = _pair(name)
+        now.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False):
+            now(torch.zeros(2, 3, 32, 32))
+        assert all(int(m.num_batches_tracked) == 0 for m in now.modules() if isinstance(m, CountedBN))
+        assert all(m.cast_params is None for m in now._convs)  # no bf16 copy outlives the forward

@@ -173,6 +173,13 @@ def test_a_gpu_measurement_is_compared(tmp_path):
     assert g["status"] == "compared" and g["rows"][0]["gap"] == pytest.approx(1.0)
     assert g["rows"][0]["gap_here"] == pytest.approx(-0.5)
     assert g["rows"][0]["implied_host_us_per_kernel"] == pytest.approx(128 / 10_000 / 80 * 1e6)  # 160 µs
+    assert g["rows"][0]["kernels_of"].startswith("this code")
+    # a measurement that counted its own code's kernels is explained by those, not by today's count
+    bench["pipelines"][0]["augbench"]["gpu_kernels_per_step"] = 100
+    (tmp_path / "bench_cuda.json").write_text(json.dumps(bench))
+    row = gpu_measurement(tmp_path, P.profile_dict("h100"), result)["rows"][0]
+    assert row["kernels"] == 100 and row["kernels_of"] == "the measured code"
+    assert row["implied_host_us_per_kernel"] == pytest.approx(128)
     assert gpu_measurement(tmp_path, P.profile_dict("a100"), result)["status"] == "other_gpu"
 
 

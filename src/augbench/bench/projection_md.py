@@ -28,13 +28,16 @@ def gpu_measurement(out: Path, profile: dict, result: dict) -> dict:
         if proj:
             measured = p["augbench"]["images_per_s"]
             projected = BATCH / proj["eager_s"]
+            # the kernels of the code that was measured; older measurements lack them: this run's count
+            kernels = p["augbench"].get("gpu_kernels_per_step")
             row = {"model": p["model"], "measured_images_per_s": measured, "projected_images_per_s": projected,
-                   "gap": projected / measured - 1, "kernels": proj["kernels"]}
+                   "gap": projected / measured - 1, "kernels": kernels or proj["kernels"],
+                   "kernels_of": "the measured code" if kernels else "this code (the measurement did not count them)"}
             if proj.get("eager_here_s"):  # the projection with this CPU's own host time per kernel
                 row["projected_here_images_per_s"] = BATCH / proj["eager_here_s"]
                 row["gap_here"] = row["projected_here_images_per_s"] / measured - 1
             # were the measured step all host time: what one kernel cost that GPU machine's host
-            row["implied_host_us_per_kernel"] = BATCH / measured / proj["kernels"] * 1e6
+            row["implied_host_us_per_kernel"] = BATCH / measured / row["kernels"] * 1e6
             rows.append(row)
     return {"status": "compared", "device_name": name, "rows": rows,
             "text": f"Projection (eager, baseline+) against {path.name}, measured on {name} (its section 1: "
@@ -136,6 +139,7 @@ def render(r: dict) -> str:
                   f"{row['gap']:+.0%} | {_f(row.get('projected_here_images_per_s', 0))} | "
                   f"{row.get('gap_here', 0):+.0%} | {row['kernels']} | {row['implied_host_us_per_kernel']:.1f} |"
                   for row in g["rows"]]
+        lines += ["", f"Kernels per step: those of {' and '.join(sorted({r['kernels_of'] for r in g['rows']}))}."]
     if r.get("tracking"):
         notes = r["tracking"]
         shown = notes if len(notes) <= 13 else [*notes[:12], f"… {len(notes) - 13} more cells (all in the log)", notes[-1]]
