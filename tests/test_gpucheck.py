@@ -140,3 +140,16 @@ def test_unknown_section_is_refused_before_anything_runs(tmp_path, capsys):
         gpucheck.main(["--sections", "device,gpu", "--out", str(tmp_path / "out")])
     assert e.value.code == 2 and "unknown section(s) gpu" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given,extra", [(None, ["--windows", "3", "--no-levers-compile"]), ("", []),
+                                         ("--windows 5 --models lenet", ["--windows", "5", "--models", "lenet"])])
+def test_the_bench_section_passes_its_options_on(tmp_path, monkeypatch, given, extra):
+    seen = []
+    monkeypatch.setattr(gpucheck, "run", lambda cmd, log: seen.append(cmd) or 0)
+    argv = ["--work", str(tmp_path), "--out", str(tmp_path / "out")] + ([] if given is None else ["--bench-args", given])
+    c, rec = gpucheck.Check(gpucheck.parse_args(argv), "NVIDIA H200"), {}
+    gpucheck.section_bench(c, rec)
+    (cmd,) = seen
+    assert cmd[1:7] == ["-m", "augbench.bench", "--device", "cuda", "--out", str(tmp_path / "out")]
+    assert cmd[7:] == extra and rec["args"] == extra and rec["returncode"] == 0

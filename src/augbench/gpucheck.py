@@ -10,7 +10,8 @@ recorded with the tail of its log and the check goes on (exit code 1 when any se
   backbones  2 epochs of each backbone with CutMix on fake CIFAR of the real size: images/s
   resume     SIGKILL a deterministic run after its first checkpoint, relaunch it: bit-equal to an uninterrupted one?
   compile    ResNet-18 under torch.compile with CUDA graphs (reduce-overhead), against the eager run
-  bench      ``python -m augbench.bench --device cuda``
+  bench      ``python -m augbench.bench --device cuda`` with ``--bench-args`` (default: 3 windows, no compiled
+             levers: the compile section times compilation, and the whole check then fits in about 9 minutes)
 
 ``--allow-cpu`` runs the same sections on the CPU with tiny sizes: a test of the check itself.
 """
@@ -33,6 +34,7 @@ REPO = Path(__file__).resolve().parents[2]  # the source checkout: train.py, con
 SECTIONS = ("device", "tests", "backbones", "resume", "compile", "bench")
 MODELS = ("resnet18", "lenet", "densenet", "vgg")
 RUN_TIMEOUT = 3600  # seconds for one subprocess: a hang is a failure, not a stuck check
+BENCH_ARGS = "--windows 3 --no-levers-compile"  # measured on an H200: the bench section then takes about 2.5 min
 NO_GPU = ("augbench gpu-check: no CUDA GPU visible on this machine; nothing to check "
           "(run it where `nvidia-smi` lists a GPU)")
 
@@ -50,6 +52,7 @@ class Check:
 
     def __init__(self, args, device_name: str):
         self.cpu, self.device_name, self.results, self._data = args.allow_cpu, device_name, {}, {}
+        self.bench_args = shlex.split(args.bench_args)
         self.out, self.work, self.models = Path(args.out), Path(args.work), [m for m in args.models.split(",") if m]
         if self.cpu:  # tiny: the logic of each section, not its figures
             self.sizes = {"full": (320, 64), "small": (320, 64)}
@@ -255,8 +258,9 @@ def section_bench(c: Check, rec: dict) -> None:
     if c.cpu:
         raise Skip("the benchmark takes minutes on the CPU; run `python -m augbench.bench` for its CPU figures")
     log = c.work / "bench.log"
-    rc = run([sys.executable, "-m", "augbench.bench", "--device", "cuda", "--out", str(c.out)], log)
-    rec.update(returncode=rc, summary=f"exit {rc}, wrote {c.out / 'bench_cuda.{json,md}'}", tail=tail(log, 1500))
+    rc = run([sys.executable, "-m", "augbench.bench", "--device", "cuda", "--out", str(c.out), *c.bench_args], log)
+    rec.update(returncode=rc, args=c.bench_args, tail=tail(log, 1500),
+               summary=f"exit {rc}, wrote {c.out / 'bench_cuda.{json,md}'} ({shlex.join(c.bench_args) or 'defaults'})")
     if rc != 0:
         raise SectionError(f"augbench.bench exited {rc}; log {log}:\n{tail(log)}")
 
@@ -317,6 +321,8 @@ def parse_args(argv):
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--models", default=",".join(MODELS), help="backbones of the backbones section")
     p.add_argument("--device", default="cuda", choices=["cuda"])
+    p.add_argument("--bench-args", default=BENCH_ARGS, help="options of the bench section's `python -m augbench.bench "
+                   f"--device cuda` (default: {BENCH_ARGS!r}; '' for the benchmark's own defaults)")
     p.add_argument("--allow-cpu", action="store_true", help="run on the CPU with tiny sizes (tests the check itself)")
     args = p.parse_args(argv)
     if unknown := [s for s in args.sections.split(",") if s not in SECTIONS]:
