@@ -105,12 +105,11 @@ class FewerKernels(nn.Module):
             torch._foreach_add_([m.num_batches_tracked for m in self._bns], 1)
         dtype = self._cast_dtype(x)
         if dtype is not None:  # one cast for every conv weight and bias, as the views the convs then use
-            params = [[m.weight] + ([] if m.bias is None else [m.bias]) for m in self._convs]
-            flat_list = [p for ps in params for p in ps]
-            flat = torch.cat([_flat(p) for p in flat_list]).to(dtype)
-            pieces = iter(_unflat(piece, p) for piece, p in zip(flat.split([p.numel() for p in flat_list]), flat_list))
-            for m, ps in zip(self._convs, params):
-                m.cast_params = (next(pieces), next(pieces) if len(ps) == 2 else None)
+            tensors = [t for m in self._convs for t in (m.weight, m.bias) if t is not None]
+            flat = torch.cat([_flat(t) for t in tensors]).to(dtype)
+            views = iter([_unflat(piece, t) for piece, t in zip(flat.split([t.numel() for t in tensors]), tensors)])
+            for m in self._convs:
+                m.cast_params = (next(views), None if m.bias is None else next(views))
         try:
             yield
         finally:
