@@ -147,7 +147,8 @@ def test_unknown_section_is_refused_before_anything_runs(tmp_path, capsys):
 def test_the_bench_section_passes_its_options_on(tmp_path, monkeypatch, given, extra):
     seen = []
     monkeypatch.setattr(gpucheck, "run", lambda cmd, log: seen.append(cmd) or 0)
-    argv = ["--work", str(tmp_path), "--out", str(tmp_path / "out")] + ([] if given is None else ["--bench-args", given])
+    argv = ["--work", str(tmp_path), "--out", str(tmp_path / "out")]
+    argv += [] if given is None else ["--bench-args", given]
     c, rec = gpucheck.Check(gpucheck.parse_args(argv), "NVIDIA H200"), {}
     gpucheck.section_bench(c, rec)
     (cmd,) = seen

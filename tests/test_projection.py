@@ -10,7 +10,7 @@ from augbench.bench import projcli, tracking
 from augbench.bench import projection as P
 from augbench.bench.kernels import (KernelCounter, StepCounter, count_kernels, count_step, kernels_of,
                                     multi_tensor_launches)
-from augbench.bench.projection_md import gpu_measurement
+from augbench.bench.projection_md import gap_row, gpu_measurement
 from augbench.callbacks import CropFlip
 
 aten = torch.ops.aten
@@ -195,3 +195,12 @@ def test_the_framework_overhead_comes_from_the_overhead_sections_paired_figure(t
     assert P.paired_overhead(path, 4) == {}  # measured for another steps_per_batch
     path.write_text(json.dumps(r | {"device_type": "cuda"}))
     assert P.paired_overhead(path, 8) == {}  # a GPU's overhead is not this CPU's
+
+
+def test_a_measurement_without_this_cpus_host_figure_shows_a_dash(tmp_path):
+    bench = {"meta": {"device_name": "NVIDIA H100 80GB HBM3"},
+             "pipelines": [{"model": "lenet", "augbench": {"images_per_s": 10_000.0, "gpu_kernels_per_step": 80}}]}
+    (tmp_path / "bench_cuda.json").write_text(json.dumps(bench))
+    result = {"projection": {"steps": {"lenet": {"baseline_plus": {"eager_s": 128 / 20_000, "kernels": 80}}}}}
+    (row,) = gpu_measurement(tmp_path, P.profile_dict("h100"), result)["rows"]
+    assert "gap_here" not in row and gap_row(row).endswith("| +100% | – | – | 80 | 160.0 |")

@@ -11,7 +11,8 @@ recorded with the tail of its log and the check goes on (exit code 1 when any se
   resume     SIGKILL a deterministic run after its first checkpoint, relaunch it: bit-equal to an uninterrupted one?
   compile    ResNet-18 under torch.compile with CUDA graphs (reduce-overhead), against the eager run
   bench      ``python -m augbench.bench --device cuda`` with ``--bench-args`` (default: 3 windows, no compiled
-             levers: the compile section times compilation, and the whole check then fits in about 9 minutes)
+             levers: the compile section times compilation; on an H200 the sections then took about 8 minutes
+             together, a cold compile on top)
 
 ``--allow-cpu`` runs the same sections on the CPU with tiny sizes: a test of the check itself.
 """

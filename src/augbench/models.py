@@ -35,7 +35,7 @@ def build_model(name: str, in_channels: int = 3, num_classes: int = 10, **option
 
 # --- fewer kernels per training step, no number changed -------------------------------------------
 # On a GPU every backbone of the study is host-bound: a step costs what its kernels cost to launch
-# (21-32 µs each on an H200 machine, benchmarks/gpu_check_nvidia-h200.md). Two forward changes cut
+# (21-32 µs each on an H200 machine, benchmarks/projection_h200.md). Two forward changes cut
 # kernels without changing a number (same parameters and state-dict keys, outputs equal; tested):
 # - the batch-norm step counters are advanced by one multi-tensor op per forward, not one op each;
 # - under a lower-precision autocast every conv weight (and bias) is cast by one op (a concatenation,

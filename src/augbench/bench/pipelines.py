@@ -150,7 +150,8 @@ def bench_pipelines(args, device, host, root: Path, verify: bool) -> list[dict]:
                 row[kind]["workers_peak_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         row["ratio"] = row["augbench"]["images_per_s"] / row["conventional"]["images_per_s"]
         # what this code's step launches on a GPU (counted on the CPU), kept with the measurement it explains
-        row["augbench"]["gpu_kernels_per_step"] = count_step(model, [CropFlip()], batch_size=args.batch_size).total().total()
+        counted = count_step(model, [CropFlip()], batch_size=args.batch_size)
+        row["augbench"]["gpu_kernels_per_step"] = counted.total().total()
         rows.append(row)
         _log(f"{model}: augbench {row['augbench']['images_per_s']:.0f} img/s, conventional "
              f"{row['conventional']['images_per_s']:.0f} img/s, ratio {row['ratio']:.2f}")

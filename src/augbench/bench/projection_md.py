@@ -46,6 +46,13 @@ def gpu_measurement(out: Path, profile: dict, result: dict) -> dict:
                     "the launch cost that would explain it were the step all host time:"}
 
 
+def gap_row(row: dict) -> str:
+    """One backbone's line of the table against a GPU measurement (– where this CPU's figure is absent)."""
+    here = (f"{_f(row['projected_here_images_per_s'])} | {row['gap_here']:+.0%}" if "gap_here" in row else "– | –")
+    return (f"| {row['model']} | {_f(row['measured_images_per_s'])} | {_f(row['projected_images_per_s'])} | "
+            f"{row['gap']:+.0%} | {here} | {row['kernels']} | {row['implied_host_us_per_kernel']:.1f} |")
+
+
 def _ms(s: float) -> str:
     return f"{s * 1e3:.2f}"
 
@@ -135,10 +142,7 @@ def render(r: dict) -> str:
     if g["status"] == "compared":
         lines += ["", "| backbone | measured img/s | projected img/s | gap | projected, host as measured here | gap "
                   "| kernels | implied µs/kernel |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
-        lines += [f"| {row['model']} | {_f(row['measured_images_per_s'])} | {_f(row['projected_images_per_s'])} | "
-                  f"{row['gap']:+.0%} | {_f(row.get('projected_here_images_per_s', 0))} | "
-                  f"{row.get('gap_here', 0):+.0%} | {row['kernels']} | {row['implied_host_us_per_kernel']:.1f} |"
-                  for row in g["rows"]]
+        lines += [gap_row(row) for row in g["rows"]]
         lines += ["", f"Kernels per step: those of {' and '.join(sorted({r['kernels_of'] for r in g['rows']}))}."]
     if r.get("tracking"):
         notes = r["tracking"]
