@@ -134,10 +134,11 @@ def test_the_draws_cannot_be_captured_a_generator_breaks_the_graph():
                                                            device=image.device), fullgraph=True, backend="eager")(x)
 
 
-def test_the_whole_step_does_not_compile_into_one_graph():
-    """Why ``model.compile_scope=step`` is not offered: Dynamo stops at ``loss.backward()`` (and, with its
-    experimental ``trace_autograd_ops``, at the optimiser's own graph break in ``step``). If this starts to
-    compile, a torch upgrade can capture forward, backward and update together."""
+def test_the_plain_step_does_not_compile_into_one_graph():
+    """Why ``model.compile_scope=step`` writes the step functionally (``augbench.wholestep``: gradients by
+    ``torch.func.grad_and_value``, the update by ``torch.optim.sgd.sgd``): the plain step breaks Dynamo's
+    graph at ``loss.backward()`` (and, with its experimental ``trace_autograd_ops``, at the optimiser's own
+    graph break in ``step``). If this starts to compile, the plain step could be compiled as it is."""
     from augbench.models import build_model
 
     torch.manual_seed(0)

@@ -44,6 +44,12 @@ def validate(cfg: DictConfig) -> None:
     need("model.name", lambda v: v in MODEL_NAMES, f"one of {', '.join(MODEL_NAMES)}")
     modes = (None, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
     need("model.compile_mode", lambda v: v in modes, "null or one of " + ", ".join(m for m in modes if m))
+    need("model.compile_scope", lambda v: v in ("backbone", "step"),
+         "backbone (torch.compile the network) or step (forward, loss, backward and update in one graph)")
+    if _get(cfg, "model.compile_scope") == "step" and _get(cfg, "trainer.precision") == "16-mixed":
+        raise ConfigError("model.compile_scope=step is invalid with trainer.precision=16-mixed: float16 needs "
+                          "a GradScaler, whose skipped steps are not part of the compiled step; use "
+                          "bf16-mixed, 32-true or model.compile_scope=backbone")
     need("data.val_fraction", lambda v: _number(v) and 0 <= v < 1, "a number in [0, 1)")
     need("data.batch_size", lambda v: _int(v) and v > 0, "an integer > 0")
     need("data.eval_batch_size", lambda v: _int(v) and v > 0, "an integer > 0")

@@ -9,7 +9,8 @@ recorded with the tail of its log and the check goes on (exit code 1 when any se
   tests      ``pytest -m gpu``: the test suite's GPU tests
   backbones  2 epochs of each backbone with CutMix on fake CIFAR of the real size: images/s
   resume     SIGKILL a deterministic run after its first checkpoint, relaunch it: bit-equal to an uninterrupted one?
-  compile    ResNet-18 under torch.compile with CUDA graphs (reduce-overhead), against the eager run
+  compile    under torch.compile with CUDA graphs (reduce-overhead), against the eager runs: ResNet-18's
+             backbone, and ResNet-18's and DenseNet's whole step (model.compile_scope=step)
   bench      ``python -m augbench.bench --device cuda`` with ``--bench-args`` (default: 3 windows, no compiled
              levers: the compile section times compilation; on an H200 the sections then took about 8 minutes
              together, a cold compile on top)
@@ -241,18 +242,33 @@ def section_resume(c: Check, rec: dict) -> None:
                       f"bit-equal to the uninterrupted run ({len(sa)} tensors, history, test_acc1)")
 
 
+COMPILED = (("resnet18", "backbone"), ("resnet18", "step"), ("densenet", "step"))  # (model, model.compile_scope)
+
+
 def section_compile(c: Check, rec: dict) -> None:
     if c.cpu:
         raise Skip("CUDA graphs (reduce-overhead) need CUDA, and compiling ResNet-18 takes minutes on a few cores")
-    root, out = c.fake_data("full"), c.work / "compile" / "resnet18"
-    cmd = c.train_cmd("resnet18", root, out, "trainer.max_epochs=2", "model.compile=true",
-                      "model.compile_mode=reduce-overhead")
-    rec.update(run_figures(c, c.train(cmd, out)), note="the first epoch's time includes compiling")
-    eager = c.results.get("backbones", {}).get("models", {}).get("resnet18", {})
-    if eager.get("status") == "completed":
-        rec["eager_seconds_per_epoch"] = eager["seconds_per_epoch"]
-        rec["speedup_vs_eager"] = round(eager["seconds_per_epoch"] / max(rec["seconds_per_epoch"], 1e-9), 2)
-        rec["summary"] += f", {rec['speedup_vs_eager']}x the eager run"
+    root = c.fake_data("full")
+    eager = c.results.get("backbones", {}).get("models", {})
+    rec.update(models={}, note="reduce-overhead (CUDA graphs), 2 epochs; the first epoch's time includes compiling")
+    for model, scope in COMPILED:
+        name, out = f"{model} {scope}", c.work / "compile" / f"{model}-{scope}"
+        cmd = c.train_cmd(model, root, out, "trainer.max_epochs=2", "model.compile=true",
+                          "model.compile_mode=reduce-overhead", f"model.compile_scope={scope}")
+        try:
+            r = run_figures(c, c.train(cmd, out))
+        except Exception as e:  # noqa: BLE001 - one compile failing does not stop the others
+            error = describe(e)
+            r = {"status": "failed", "error": error, "summary": "FAILED " + first_line(error)}
+        if r["status"] == "completed" and eager.get(model, {}).get("status") == "completed":
+            r["eager_seconds_per_epoch"] = eager[model]["seconds_per_epoch"]
+            r["speedup_vs_eager"] = round(eager[model]["seconds_per_epoch"] / max(r["seconds_per_epoch"], 1e-9), 2)
+            r["summary"] += f", {r['speedup_vs_eager']}x the eager run"
+        rec["models"][name] = r
+        print(f"{'':20}{name}: {r['summary']}", flush=True)
+    if failed := [m for m, r in rec["models"].items() if r["status"] != "completed"]:
+        raise SectionError(f"{', '.join(failed)} failed; {failed[0]}: " + rec["models"][failed[0]]["error"])
+    rec["summary"] = "; ".join(f"{m} {x['seconds_per_epoch']} s/epoch" for m, x in rec["models"].items())
 
 
 def section_bench(c: Check, rec: dict) -> None:

@@ -89,6 +89,8 @@ class FewerKernels(nn.Module):
         self._convs = [m for m in self.modules() if isinstance(m, CastConv)]
         for m in self._bns:
             m.counted_outside = batch_counters
+        for m in self._convs:  # an instance attribute from the start: a compiled step's guards never see it appear
+            m.cast_params = None
 
     def _cast_dtype(self, x) -> torch.dtype | None:
         """The autocast dtype the convolutions would cast their fp32 weights to, else None."""
@@ -113,8 +115,9 @@ class FewerKernels(nn.Module):
         try:
             yield
         finally:
-            for m in self._convs:
-                m.cast_params = None
+            if dtype is not None:
+                for m in self._convs:
+                    m.cast_params = None
 
 
 # --- ResNet-18 -------------------------------------------------------------------------------

@@ -48,6 +48,26 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
+def loss_and_accuracy(logits, batch: dict, smoothing: float):
+    """The training loss of a hard or mixed batch and its (weighted) top-1 accuracy, both 0-d.
+
+    A mixed batch carries K partners per image: ``targets`` (N, K) and ``weights`` (N, K) summing to 1;
+    loss = Σ_k w_k·CE(y_k), label smoothing applied to every partner."""
+    if "targets" in batch:
+        targets, weights = batch["targets"], batch["weights"]
+        logp = F.log_softmax(logits, 1)
+        losses = -logp.gather(1, targets)  # (N, K): CE against each partner, as F.cross_entropy computes it
+        if smoothing:
+            losses = (1 - smoothing) * losses - smoothing * logp.mean(1, keepdim=True)
+        loss = (weights * losses).sum(1).mean()
+        acc = (weights * (logits.argmax(1, keepdim=True) == targets).float()).sum(1)
+    else:
+        y = batch["target"]
+        loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
+        acc = (logits.argmax(1) == y).float()
+    return loss, acc.mean()
+
+
 class NonFiniteLossError(FloatingPointError):
     """The training loss became NaN or inf."""
 
@@ -94,6 +114,9 @@ class Classifier(L.LightningModule):
         # one row per epoch: train and eval metrics as floats, saved in the checkpoint for resumes
         self.history: list[dict] = []
         self._eval_row: dict = {}
+        # model.compile_scope=step: torch.compile's settings for the whole training step (None: eager steps)
+        self.compile_step: dict | None = None
+        self._whole_step = None
 
     def __setattr__(self, name, value):
         # Lightning names the running hook here about forty times a step; nn.Module's __setattr__
@@ -116,15 +139,18 @@ class Classifier(L.LightningModule):
         steps = steps_of(batch)  # one batch, or a group of them (trainer.steps_per_batch): a step each, in order
         last_batch = batch_idx + 1 == self.trainer.num_training_batches
         for i, b in enumerate(steps):
-            loss = self.training_loss(b, self._train_steps)  # the step's index in the epoch
-            self._optimise(loss, last=last_batch and i + 1 == len(steps))
+            last = last_batch and i + 1 == len(steps)
+            if self.compile_step is not None:  # model.compile_scope=step: forward to update in one graph
+                loss = self._compiled_step(b, last)
+            else:
+                loss = self.training_loss(b, self._train_steps)  # the step's index in the epoch
+                self._optimise(loss, last)
         return loss.detach()
 
     def _optimise(self, loss, last: bool):
         """One optimiser step; ``last``: the epoch's last, after which epoch-interval schedulers step."""
-        trainer = self.trainer
         wrapped = self.optimizers()  # Lightning's wrapper: its two step hooks advance trainer.global_step
-        opt, scaler = wrapped.optimizer, getattr(trainer.precision_plugin, "scaler", None)  # scaler: 16-mixed
+        opt, scaler = wrapped.optimizer, getattr(self.trainer.precision_plugin, "scaler", None)  # scaler: 16-mixed
         opt.zero_grad()
         with torch.autocast(self.device.type, enabled=False):  # as Lightning's closure: backward outside autocast
             (loss if scaler is None else scaler.scale(loss)).backward()
@@ -135,32 +161,40 @@ class Classifier(L.LightningModule):
             scaler.step(opt)
             scaler.update()
         wrapped._on_after_step()
+        self._after_step(opt, last)
+
+    def _compiled_step(self, batch, last: bool):
+        from augbench.wholestep import WholeStep  # wholestep builds on this module
+
+        wrapped = self.optimizers()
+        if self._whole_step is None or self._whole_step.stale():
+            self._whole_step = WholeStep(self, wrapped.optimizer, str(self.trainer.precision), **self.compile_step)
+        wrapped._on_before_step()
+        loss, acc = self._whole_step(batch)
+        wrapped._on_after_step()
+        self.record_step(loss, acc, self._train_steps)
+        self._after_step(wrapped.optimizer, last)
+        return loss
+
+    def _after_step(self, opt, last: bool):
         if last:  # the rate this epoch trained with, for the history
             self._epoch_lr = opt.param_groups[0]["lr"]
-        for config in trainer.lr_scheduler_configs:
+        for config in self.trainer.lr_scheduler_configs:
             if config.interval == "step" or last:
                 config.scheduler.step()
 
     def training_loss(self, batch, batch_idx):
         """The batch's loss (mixed or hard labels); adds to the epoch's training loss and accuracy."""
-        x, y = batch["image"], batch["target"]
-        logits = self(x, batch.get("feature_mix"))
-        smoothing = self.hparams.label_smoothing
-        if "targets" in batch:  # a mixed batch: K partners per image, weights summing to 1
-            targets, weights = batch["targets"], batch["weights"]
-            logp = F.log_softmax(logits, 1)
-            losses = -logp.gather(1, targets)  # (N, K): CE against each partner, as F.cross_entropy computes it
-            if smoothing:
-                losses = (1 - smoothing) * losses - smoothing * logp.mean(1, keepdim=True)
-            loss = (weights * losses).sum(1).mean()
-            acc = (weights * (logits.argmax(1, keepdim=True) == targets).float()).sum(1)
-        else:
-            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-            acc = (logits.argmax(1) == y).float()
-        self.train_sums.add_(torch.stack((loss.detach(), acc.mean())))
-        self._train_steps += 1
-        self._watch_finite(loss.detach(), batch_idx)
+        logits = self(batch["image"], batch.get("feature_mix"))
+        loss, acc = loss_and_accuracy(logits, batch, self.hparams.label_smoothing)
+        self.record_step(loss.detach(), acc, batch_idx)
         return loss
+
+    def record_step(self, loss, acc, batch_idx):
+        """Adds a step's loss and accuracy to the epoch's sums, and watches the loss for NaN/inf."""
+        self.train_sums.add_(torch.stack((loss, acc)))
+        self._train_steps += 1
+        self._watch_finite(loss, batch_idx)
 
     def _watch_finite(self, loss, batch_idx):
         step = self._train_steps - 1  # this step's index in the epoch (counted after training_loss's add)

@@ -170,7 +170,8 @@ def flatten(d: dict, prefix: str = "", sep: str = ".") -> dict:
 # keys added since a run may have completed, with the value that run had in effect: a finished grid
 # stays finished when augbench learns a new knob
 ADDED = {"optim.label_smoothing": 0.0, "optim.warmup_epochs": 0, "data.label_noise": 0.0, "aug.center": "uniform", "aug.sigma": 0.25, "aug.fixed_lam": None,
-         "aug.label_mode": "area", "aug.schedule": False, "aug.layer": 0}
+         "aug.label_mode": "area", "aug.schedule": False, "aug.layer": 0,
+         "model.compile_scope": "backbone"}
 
 
 def same_config(a: dict, b: dict) -> bool:
