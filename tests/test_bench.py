@@ -53,13 +53,14 @@ def test_bench_writes_json_and_md(tmp_path):
     assert levers["model"] == "lenet" and levers["compile"] is False
     status = {r["lever"]: r["status"] for r in levers["rows"]}
     assert list(status) == ["baseline", "channels_last", "cudnn_benchmark", "autocast", "fused_sgd", "compile",
-                            "reduce_overhead"]
+                            "reduce_overhead", "whole_step"]
     for r in levers["rows"]:
         if r["lever"] in ("baseline", "channels_last", "autocast"):
             assert r["status"] == "measured" and r["images_per_s"] > 0 and r["s_per_epoch"] > 0
             assert r["speedup_vs_first"] > 0
     assert status["cudnn_benchmark"].startswith("n/a on cpu") and status["fused_sgd"].startswith("n/a on cpu")
     assert status["compile"] == "skipped (--levers-compile off)" and status["reduce_overhead"].startswith("n/a")
+    assert status["whole_step"] == "n/a on cpu (CUDA graphs)"
     assert "fp32" in levers["rows"][3]["note"]
 
     conc = written["concurrency"]

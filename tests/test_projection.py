@@ -204,3 +204,36 @@ def test_a_measurement_without_this_cpus_host_figure_shows_a_dash(tmp_path):
     result = {"projection": {"steps": {"lenet": {"baseline_plus": {"eager_s": 128 / 20_000, "kernels": 80}}}}}
     (row,) = gpu_measurement(tmp_path, P.profile_dict("h100"), result)["rows"]
     assert "gap_here" not in row and gap_row(row).endswith("| +100% | – | – | 80 | 160.0 |")
+
+
+# --- the DenseNet study ------------------------------------------------------------------------------------
+
+def test_the_committed_densenet_tables_are_what_the_study_renders_from_its_json():
+    """benchmarks/densenet.md is render(densenet.json): no figure in the table was edited by hand, and
+    the verdicts follow from the figures (a compiled mode meets 1.5× only when its projection does)."""
+    from pathlib import Path
+
+    from augbench.bench.densenet import render
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    r = json.loads((bench / "densenet.json").read_text())
+    assert render(r) == (bench / "densenet.md").read_text()
+    before = r["variants"]["before"]["projected"]["eager_s"]
+    for key in ("compile", "whole_step"):
+        x = r[key]
+        assert x["status"] == "measured" and x["step_kernels"] > x["kernels"]
+        verdict = "met" if before / x["projected"]["eager_s"] >= 1.5 else "MISSED"
+        assert f"{before / x['projected']['eager_s']:.2f}× before (≥ 1.5×: {verdict} by this mode" in render(r)
+
+
+def test_a_compiled_step_is_projected_with_its_own_kernels_and_the_eager_bytes():
+    from augbench.bench.densenet import _project_compiled
+
+    adopted = {"kernels": 1492, "flops": 1e11, "bytes": 8e9, "host_s": 0.02}
+    a = {k: v for k, (v, _) in P.ASSUMPTIONS.items()}
+    fw = {"framework_us": 50.0, "framework_kernels": 0}
+    rate = {"host_per_kernel_s": 1e-5}
+    eager = P.project_step(adopted, P.PROFILES["h100"], a, fw)
+    half = _project_compiled(adopted, 746, rate, "h100", a, fw)
+    assert half["host_s"] == pytest.approx(746 * 5e-6 + 50e-6) and half["host_here_s"] == pytest.approx(746e-5 + 50e-6)
+    assert half["device_s"] < eager["device_s"] and half["eager_s"] < eager["eager_s"]

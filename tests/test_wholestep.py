@@ -158,6 +158,20 @@ def test_every_backbone_compiles_its_whole_step_into_one_graph(model):
     assert all(not torch.equal(p, q) for p, q in zip(m.parameters(), before))  # every parameter stepped
 
 
+@pytest.mark.parametrize("model", ["lenet", "resnet18"])
+def test_a_compiled_backbone_compiles_once(model):
+    """``model.compile=true``'s backbone: later steps reuse the first compilation (a module attribute that
+    appeared after the first forward once failed a guard and compiled every backbone twice)."""
+    graphs = []
+    net = classifier(model).net
+    compiled = torch.compile(net, backend=counting(graphs))
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(3):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            compiled(x).float().sum().backward()
+    assert len(graphs) == 1
+
+
 def test_the_step_is_rebuilt_when_a_checkpoint_replaces_the_optimiser_state():
     m = classifier("lenet")
     opt = make_opt(m)
@@ -248,3 +262,22 @@ def test_an_eager_run_killed_after_an_epoch_resumes_with_the_whole_step(tmp_path
     first = lambda h: {k: v[0] for k, v in h.items()}  # noqa: E731
     assert first(switched["history"]) == first(eager["history"])
     torch.testing.assert_close(switched["history"]["train_loss"], eager["history"]["train_loss"], rtol=1e-4, atol=1e-4)
+
+
+def test_the_benchmark_step_takes_the_whole_step_compiled():
+    """``augbench_step(..., compile_scope="step")`` (the benchmark's whole-step lever): Inductor, one graph,
+    the step's loss and accuracy added to the epoch's sums, every parameter stepped."""
+    from augbench.bench.kernels import CIFAR_SPEC, synthetic_host
+    from augbench.bench.pipelines import augbench_step
+    from augbench.callbacks import CropFlip
+
+    torch.manual_seed(0)
+    step = augbench_step("lenet", synthetic_host(64), CIFAR_SPEC, torch.device("cpu"), [CropFlip()], 16,
+                         compile_=True, compile_scope="step", precision="32-true")
+    before = [p.detach().clone() for p in step.module.parameters()]
+    step(0)
+    step(1)
+    sums = step.module.train_sums
+    assert 2 * 2.0 < float(sums[0]) < 2 * 2.6 and 0 <= float(sums[1]) <= 2  # two steps near ln 10
+    assert all(not torch.equal(p, q) for p, q in zip(step.module.parameters(), before))
+    assert step.module.net.__class__.__name__ == "LeNet"  # the backbone itself is not compiled

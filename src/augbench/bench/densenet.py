@@ -10,7 +10,9 @@ Attempts (``augbench.models.DenseNet`` as it was, as it is, and variants; same p
 - ``memory_efficient``: and each layer's concatenation + BN + ReLU + 1x1 conv recomputed in the backward
   pass (``torch.utils.checkpoint``, as memory-efficient DenseNets do) instead of being kept;
 - ``shared_buffer``: features written in place into one preallocated buffer per block (no re-copy);
-- ``compile``: ``torch.compile`` of the backbone (what ``model.compile=true`` does), in a child process.
+- ``compile``: ``torch.compile`` of the backbone (what ``model.compile=true`` does), in a child process;
+- ``whole_step``: forward, loss, backward and SGD update compiled as one graph (``model.compile_scope=step``,
+  :mod:`augbench.wholestep`), in a child process.
 """
 
 from __future__ import annotations
@@ -221,12 +223,14 @@ def wrapper_kernels() -> dict:
     return counts
 
 
-def compiled_child(threads: int, rounds: int) -> None:
-    """In a child process: compile DenseNet's backbone as ``model.compile=true`` does, count the kernels of
-    the generated code and time the compiled step (batch 128, GPU settings); prints one JSON line."""
+def compiled_child(threads: int, rounds: int, scope: str = "backbone") -> None:
+    """In a child process: compile DenseNet as ``model.compile=true`` with ``model.compile_scope=<scope>``
+    does, count the kernels of the generated code and time the compiled step (batch 128, GPU settings);
+    prints one JSON line. For the whole step, ``eager_rest_kernels`` counts what stays eager beyond the
+    data and the augmentation: the epoch's sums, the NaN watch's copy and the rate's fill."""
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
-    step = StepCounter("densenet", steps=rounds + 4, compile_=True)
+    step = StepCounter("densenet", steps=rounds + 4, compile_=True, compile_scope=scope)
     step.use([CropFlip()])
     step.run()
     compiled_s = time.perf_counter() - t0
@@ -235,11 +239,18 @@ def compiled_child(threads: int, rounds: int) -> None:
         t = time.perf_counter()
         step.run()
         times.append(time.perf_counter() - t)
-    print(json.dumps({"compile_s": compiled_s, "step_s": statistics.median(times), **wrapper_kernels()}))
+    out = {"compile_s": compiled_s, "step_s": statistics.median(times), **wrapper_kernels()}
+    if scope == "step":
+        module, whole = step.step.module, step.step.whole
+        with KernelCounter() as counter:
+            module.record_step(torch.zeros(()), torch.zeros(()), 0)
+            whole.lr.fill_(0.1)
+        out["eager_rest_kernels"] = counter.total().total()
+    print(json.dumps(out))
 
 
-def compiled_attempt(timeout: float, threads: int, rounds: int = 2) -> dict:
-    code = f"from augbench.bench.densenet import compiled_child; compiled_child({threads}, {rounds})"
+def compiled_attempt(timeout: float, threads: int, rounds: int = 2, scope: str = "backbone") -> dict:
+    code = f"from augbench.bench.densenet import compiled_child; compiled_child({threads}, {rounds}, {scope!r})"
     t0 = time.perf_counter()
     try:
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
@@ -260,6 +271,13 @@ def _framework(args, out: Path) -> dict:
         fw = json.loads(path.read_text())["framework"]
         return {"framework_us": fw["framework_us"], "framework_kernels": fw["framework_kernels"], "source": path.name}
     return {"framework_us": 0.0, "framework_kernels": 0, "source": "none (no projection yet): 0"}
+
+
+def _project_compiled(adopted: dict, kernels: int, rate: dict, gpu: str, a: dict, fw: dict) -> dict:
+    """A compiled step projected with its own kernel count, and the adopted eager step's FLOPs and bytes
+    (the compiler fuses, so it moves no more: an upper bound for the device time)."""
+    c = adopted | {"kernels": kernels, "host_s": kernels * rate["host_per_kernel_s"]}
+    return project_step(c, PROFILES[gpu], a, fw)
 
 
 def study(args, out: Path) -> dict:
@@ -286,10 +304,15 @@ def study(args, out: Path) -> dict:
     if compiled["status"] == "measured":  # the eager parts of the step (data, aug, loss, optimiser) stay eager
         eager = sum(rows[ADOPTED]["phases"][p]["kernels"] for p in ("data", "augmentation", "loss", "optimizer"))
         compiled["step_kernels"] = eager + compiled["kernels"]
-        c = rows[ADOPTED] | {"kernels": compiled["step_kernels"], "host_s": rows[ADOPTED]["host_s"]}
-        compiled["projected"] = project_step(c, PROFILES[gpu], a, fw)
+        compiled["projected"] = _project_compiled(rows[ADOPTED], compiled["step_kernels"], rate, gpu, a, fw)
+    whole = compiled_attempt(args.compile_timeout, threads, scope="step")
+    if whole["status"] == "measured":  # data and augmentation stay eager, and the few ops of eager_rest_kernels
+        eager = sum(rows[ADOPTED]["phases"][p]["kernels"] for p in ("data", "augmentation"))
+        whole["step_kernels"] = eager + whole["eager_rest_kernels"] + whole["kernels"]
+        whole["projected"] = _project_compiled(rows[ADOPTED], whole["step_kernels"], rate, gpu, a, fw)
     result = {"gpu": gpu, "assumptions": a, "framework": fw, "variants": rows, "adopted": ADOPTED,
-              "compile": compiled, "shared_buffer": shared_buffer_attempt(), "layers": layer_counts()}
+              "compile": compiled, "whole_step": whole, "shared_buffer": shared_buffer_attempt(),
+              "layers": layer_counts()}
     (out / "densenet.json").write_text(json.dumps(result, indent=1) + "\n")
     md = render(result)
     (out / "densenet.md").write_text(md)
@@ -327,13 +350,26 @@ def render(r: dict) -> str:
                      f"extern, {c['fallback']} fallback in {c['graphs']} graphs; + eager data/aug/loss/optimiser) | "
                      f"(≤ eager) | | {c['step_s']:.3f} | | {c['projected']['eager_s'] * 1e3:.2f} | "
                      f"{before / c['projected']['eager_s']:.2f}× | {c['projected']['graphs_s'] * 1e3:.2f} | "
-                     "within float tolerance (compiler) | not adopted: no fewer kernels than the adopted eager step "
-                     "by this count (inductor's CPU code keeps every convolution and its backward as separate "
-                     "kernels; Triton on a GPU fuses differently, so a GPU run decides); "
-                     f"compile + first step {c['compile_s']:.0f} s here (inductor caches compiled code on disk: "
-                     "a first, cold compile takes minutes on this CPU) |")
+                     "within float tolerance (compiler) | offered, opt-in: the backbone's forward and backward "
+                     "compiled, the loss and the update eager (Inductor's CPU code here; Triton on a GPU fuses "
+                     "differently, so a GPU run decides); compile + first step "
+                     f"{c['compile_s']:.0f} s here (Inductor caches compiled code on disk: a first, cold compile "
+                     "takes minutes on this CPU) |")
     else:
         lines.append(f"| compile (`model.compile=true`) | | | | | | | | | | {c['status']} |")
+    w = r.get("whole_step", {"status": "not run"})
+    if w["status"] == "measured":
+        lines.append(f"| whole step compiled (`model.compile_scope=step`) | {w['step_kernels']} ({w['generated']} "
+                     f"generated, {w['extern']} extern, {w['fallback']} fallback in {w['graphs']} graph; + eager "
+                     f"data/aug and {w['eager_rest_kernels']} bookkeeping) | (≤ eager) | | {w['step_s']:.3f} | "
+                     f"{w['projected']['host_here_s'] * 1e3 - r['framework']['framework_us'] / 1e3:.1f} | "
+                     f"{w['projected']['eager_s'] * 1e3:.2f} | {before / w['projected']['eager_s']:.2f}× | "
+                     f"{w['projected']['graphs_s'] * 1e3:.2f} | within float tolerance (compiler; tested against "
+                     "the eager step) | offered, opt-in: forward, loss, backward and update in one graph, so the "
+                     "compiler fuses across them (Inductor's CPU code here; Triton on a GPU fuses differently, so "
+                     f"a GPU run decides); compile + first step {w['compile_s']:.0f} s here |")
+    else:
+        lines.append(f"| whole step compiled (`model.compile_scope=step`) | | | | | | | | | | {w['status']} |")
     sb = r["shared_buffer"]
     lines.append(f"| shared buffer, in-place writes | | | | | | | | | | {sb['status']}: `{sb.get('error', '')}` |")
     adopted = v[r["adopted"]]["projected"]["eager_s"]
@@ -344,7 +380,17 @@ def render(r: dict) -> str:
               "that the math needs (two batch norms, two ReLUs, two convolutions and the concatenation, and their "
               "backward), so eager changes that keep every number cannot go much further; a whole-step CUDA graph "
               f"takes the projected step to {graphs * 1e3:.2f} ms ({before / graphs:.2f}× the eager step before), "
-              "because the step is then bound by the device, not by launches.", "",
+              "because the step is then bound by the device, not by launches."]
+    for label, x in (("the backbone compiled (`model.compile=true`)", c),
+                     ("the whole step compiled as one graph (`model.compile_scope=step`)", w)):
+        if x["status"] == "measured":
+            e = x["projected"]["eager_s"]
+            lines[-1] += (f" With {label}, opt-in (same parameters and state-dict keys, numbers within float "
+                          f"tolerance), the step launches {x['step_kernels']} kernels by this count: projected "
+                          f"{e * 1e3:.2f} ms launched one by one, {before / e:.2f}× before (≥ 1.5×: "
+                          f"{'met' if before / e >= 1.5 else 'MISSED'} by this mode; counted on Inductor's CPU "
+                          f"code, not measured on a GPU), {x['projected']['graphs_s'] * 1e3:.2f} ms with CUDA graphs.")
+    lines += ["",
               "Bytes by the counter's rule (inputs + outputs of every kernel); activations = distinct storages "
               "autograd keeps for the backward pass of one forward. Equality details:", "",
               "| attempt | params | same keys | fp32 output / grad / buffers max diff | bf16 output / grad / buffers "

@@ -21,6 +21,7 @@ LEVERS = (
     ("fused_sgd", "+ fused SGD (what training uses on CUDA)", {"fused": True}),
     ("compile", "+ torch.compile (default mode)", {"compile_": True}),
     ("reduce_overhead", "+ torch.compile mode=reduce-overhead (CUDA graphs)", {"compile_": "reduce-overhead"}),
+    ("whole_step", "+ the whole step as one CUDA graph (model.compile_scope=step)", {"compile_scope": "step"}),
 )
 
 
@@ -28,10 +29,10 @@ def _lever_skipped(lever: str, device, args) -> str | None:
     if device.type == "cpu":
         reason = {"cudnn_benchmark": "cuDNN is the GPU's convolution library",
                   "fused_sgd": "CPU training uses foreach SGD",
-                  "reduce_overhead": "CUDA graphs"}.get(lever)
+                  "reduce_overhead": "CUDA graphs", "whole_step": "CUDA graphs"}.get(lever)
         if reason:
             return f"n/a on cpu ({reason})"
-    if lever in ("compile", "reduce_overhead") and not args.levers_compile:
+    if lever in ("compile", "reduce_overhead", "whole_step") and not args.levers_compile:
         return "skipped (--levers-compile off)"
     return None
 
@@ -46,7 +47,7 @@ def _lever_precision(precision: str, device) -> str:
 
 def bench_levers(args, device, host) -> dict:
     """augbench's step of --lever-model with the levers of LEVERS switched on one after another."""
-    conf = dict(channels_last=False, benchmark=False, amp=False, fused=False, compile_=False)
+    conf = dict(channels_last=False, benchmark=False, amp=False, fused=False, compile_=False, compile_scope="backbone")
     mixed = _lever_precision(args.precision, device)
     autocast = (str(_autocast_dtype(mixed)).removeprefix("torch.") + " autocast"
                 + (" + GradScaler" if _scaler_needed(mixed) else ""))
@@ -71,7 +72,8 @@ def bench_levers(args, device, host) -> dict:
             try:
                 step = augbench_step(args.lever_model, host, CIFAR, device, [CropFlip()], args.batch_size,
                                      conf["compile_"], channels_last=conf["channels_last"],
-                                     precision=mixed if conf["amp"] else "32-true", fused=conf["fused"])
+                                     precision=mixed if conf["amp"] else "32-true", fused=conf["fused"],
+                                     compile_scope=conf["compile_scope"])
                 times = _windows(step, device, args.warmup, args.windows, args.steps)
             except Exception as e:  # noqa: BLE001 - a lever that breaks is a result, not the end of the bench
                 row["status"] = "failed: " + _error(e)

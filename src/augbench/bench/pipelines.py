@@ -21,6 +21,7 @@ from augbench.data import DeviceLoader, cifar_class
 from augbench.models import build_model
 from augbench.module import Classifier
 from augbench.training import resolve_precision
+from augbench.wholestep import WholeStep
 
 
 def _batches(loader: DeviceLoader):
@@ -36,13 +37,14 @@ def _no_phase(name: str):
 
 def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size: int, compile_: bool | str = False,
                   *, channels_last: bool | None = None, precision: str | None = None, fused: bool | None = None,
-                  net: torch.nn.Module | None = None, phase=_no_phase):
+                  net: torch.nn.Module | None = None, compile_scope: str = "backbone", phase=_no_phase):
     """augbench's training step: resident uint8 batch, device augmentation, Classifier step, SGD.
 
     ``channels_last``, ``precision`` (a resolved Trainer precision: autocast dtype, and the gradient
     scaler of 16-mixed) and ``fused`` (SGD) default to what training uses on ``device``; ``compile_`` is
     True for torch.compile's default mode or the name of a mode; ``net`` replaces the backbone that
-    ``model`` names (a variant of it). ``phase(name)`` is entered around each part of the step, in the
+    ``model`` names (a variant of it); ``compile_scope="step"`` compiles forward, loss, backward and update
+    as one graph instead of the backbone (``model.compile_scope=step``). ``phase(name)`` is entered around each part of the step, in the
     order the Trainer runs them: data, augmentation, loss (with forward inside it), optimizer (zero_grad),
     backward, optimizer (step); the kernel counter files ops by it. The returned ``step(i)`` is
     ``step.train(step.make_batch(), i)`` and carries its module, optimiser and scaler as ``step.module``,
@@ -54,13 +56,15 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
     if net is not None:
         module.net = net.to(memory_format=torch.channels_last) if channels_last else net
     module = module.to(device)
-    if compile_:
-        module.net = torch.compile(module.net, mode=None if compile_ is True else compile_)
+    mode = None if compile_ is True else compile_ or None
+    if compile_ and compile_scope == "backbone":
+        module.net = torch.compile(module.net, mode=mode)
     if fused is None:  # what the Trainer gets: make_sgd for the module's device
         opt = module.configure_optimizers()["optimizer"]
     else:
         opt = _sgd(module.parameters(), device, fused)
     scaler = _scaler(precision)
+    whole = WholeStep(module, opt, precision, mode=mode) if compile_ and compile_scope == "step" else None
     for a in augs:
         a.prepare(spec.mean, spec.std, device)
     stream = _batches(DeviceLoader(x, y, batch_size, spec.mean, spec.std, shuffle=True, drop_last=True))
@@ -86,6 +90,9 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
         train(make_batch(), i)
 
     def train(batch, i):
+        if whole is not None:  # one graph: the counter's phases do not apply
+            module.record_step(*whole(batch), i)
+            return
         with _amp(device, precision), phase("loss"):
             loss = module.training_loss(batch, i)
         with phase("optimizer"):
@@ -100,6 +107,7 @@ def augbench_step(model: str, host: tuple, spec, device, augs: list, batch_size:
             opt.step()
 
     step.module, step.opt, step.scaler, step.make_batch, step.train = module, opt, scaler, make_batch, train
+    step.whole = whole
     return step
 
 
