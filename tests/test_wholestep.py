@@ -191,6 +191,18 @@ def test_float16_is_refused_with_the_reason_and_the_way_out(tmp_path):
         validate(make_cfg(tmp_path, ["model.compile_scope=graph"]))
 
 
+def test_auto_precision_picking_float16_is_refused_before_anything_is_written(tmp_path, fake_cifar, monkeypatch):
+    """trainer.precision=auto picks 16-mixed on GPUs before compute capability 8.0: refused in one line
+    once the device is known, before the run folder holds a record."""
+    from augbench import training
+
+    monkeypatch.setattr(training, "resolve_precision", lambda precision, device: "16-mixed")
+    with pytest.raises(ConfigError, match=r"model.compile_scope=step is invalid here: trainer.precision=auto "
+                                          r"trains cpu in 16-mixed.*32-true or model.compile_scope=backbone"):
+        train(make_cfg(tmp_path / "run", TINY + ["model=lenet", "trainer.precision=auto"] + STEP, fake_cifar))
+    assert not (tmp_path / "run" / "metrics.json").exists() and not (tmp_path / "run" / "last.ckpt").exists()
+
+
 def test_the_scope_decides_what_is_compiled(tmp_path, monkeypatch):
     compiled = []
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, **kw: compiled.append(kw))

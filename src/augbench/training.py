@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from augbench.callbacks import GalleryLogger
 from augbench.checkpoints import AtomicCheckpointIO
 from augbench.config import check_accelerator, validate
+from augbench.errors import ConfigError
 from augbench.data import steps_of
 from augbench.module import Classifier, device_name
 from augbench.runlock import RunLock
@@ -223,6 +224,10 @@ def _train_locked(cfg: DictConfig, out: Path, config: dict, gpu: int | None) -> 
     device = run_device(cfg, gpu)
     precision = resolve_precision(cfg.trainer.precision, device)
     log.info("device: %s, precision: %s", device_name(device), precision)
+    if cfg.model.compile and cfg.model.compile_scope == "step" and precision == "16-mixed":
+        raise ConfigError(f"model.compile_scope=step is invalid here: trainer.precision={cfg.trainer.precision} "
+                          f"trains {device_name(device)} in 16-mixed, whose GradScaler the compiled step cannot "
+                          "take; set trainer.precision=32-true or model.compile_scope=backbone")
 
     model = build_classifier(cfg, spec, device)
 

@@ -61,8 +61,9 @@ class WholeStep:
             opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
         self.momentum = [opt.state[p]["momentum_buffer"] for p in self.params.values()]
         self.lr = torch.zeros((), device=module.device)  # the rate as a tensor: a new rate is no recompile
-        for t in (*self.momentum, self.lr):
-            torch._dynamo.mark_static_address(t)  # kept in place: CUDA graphs read them where they lie
+        # all state stays where it lies: a CUDA graph reads and updates it in place, with no copy in or out
+        for t in (*self.params.values(), *self.buffers.values(), *self.momentum, self.lr):
+            torch._dynamo.mark_static_address(t)
         self.hyper = {k: group[k] for k in ("weight_decay", "momentum", "dampening", "nesterov", "maximize")}
         self._compiled = torch.compile(self._step, fullgraph=True, mode=mode, backend=backend)
 

@@ -70,7 +70,7 @@ def parse_args(argv) -> argparse.Namespace:
         p.add_argument(f"--{k.replace('_', '-')}", type=float, default=default,
                        help=f"{why} (default {default})".replace("%", "%%"))
     p.add_argument("--compile-timeout", type=float, default=900,
-                   help="seconds allowed for the torch.compile attempt of --densenet (it took ~6 min here)")
+                   help="seconds allowed for each torch.compile attempt of --densenet (a cold compile took ~4 min here)")
     p.add_argument("--out", default="benchmarks")
     args = p.parse_args(argv)
     base = QUICK if args.quick else dict(models=",".join(MODELS), regimes=None, rounds=5, framework_batches=40,
