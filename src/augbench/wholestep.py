@@ -57,7 +57,8 @@ class WholeStep:
         self.buffers = dict(net.named_buffers())
         group = opt.param_groups[0]
         for p in self.params.values():
-            # a zero buffer stepped once holds exactly the first gradient, as SGD's clone of it would
+            # a zero buffer stepped once holds exactly the first gradient (dampening 0, as make_sgd builds it),
+            # as SGD's clone of it would
             opt.state[p].setdefault("momentum_buffer", torch.zeros_like(p, memory_format=torch.preserve_format))
         self.momentum = [opt.state[p]["momentum_buffer"] for p in self.params.values()]
         self.lr = torch.zeros((), device=module.device)  # the rate as a tensor: a new rate is no recompile
