@@ -82,7 +82,9 @@ class Classifier(L.LightningModule):
     step, then the schedulers. The automatic loop's closure, its per-step optimiser hooks and the precision
     plugin's wrappers cost about 0.1 ms of host time a step (``python -m augbench.bench --overhead``),
     and augbench uses none of them. A training batch may be a list of batches (``trainer.steps_per_batch``):
-    one optimiser step each, in order, exactly as if Lightning had handed them over one at a time."""
+    one optimiser step each, in order, exactly as if Lightning had handed them over one at a time.
+    With ``compile_step`` set (``model.compile_scope=step``) each step is :class:`augbench.wholestep.WholeStep`:
+    forward, loss, backward and update as one compiled graph, the same bookkeeping around it."""
 
     def __init__(self, model: str, in_channels: int, num_classes: int, lr: float = 0.1,
                  momentum: float = 0.9, nesterov: bool = True, weight_decay: float = 5e-4,
