@@ -154,3 +154,38 @@ def test_the_bench_section_passes_its_options_on(tmp_path, monkeypatch, given, e
     (cmd,) = seen
     assert cmd[1:7] == ["-m", "augbench.bench", "--device", "cuda", "--out", str(tmp_path / "out")]
     assert cmd[7:] == extra and rec["args"] == extra and rec["returncode"] == 0
+
+
+def test_the_compile_section_trains_each_model_scope_against_its_eager_run(tmp_path, monkeypatch):
+    """--compiled picks the runs; each one's command carries its scope and CUDA graphs, its speed is set
+    against the backbones section's eager run, and one failing run is recorded without stopping the rest."""
+    argv = ["--work", str(tmp_path), "--out", str(tmp_path / "out"), "--compiled", "resnet18:step,densenet:step,vgg:backbone"]
+    c, rec = gpucheck.Check(gpucheck.parse_args(argv), "NVIDIA H200"), {}
+    c.results["backbones"] = {"models": {"resnet18": {"status": "completed", "seconds_per_epoch": 3.0},
+                                         "densenet": {"status": "completed", "seconds_per_epoch": 15.0}}}
+    monkeypatch.setattr(c, "fake_data", lambda size: tmp_path / "data")
+    seen = []
+
+    def train(cmd, out):
+        seen.append(cmd)
+        if "model=vgg" in cmd:
+            raise gpucheck.SectionError("train.py exited 1 (out of memory)")
+        return {"status": "completed", "epochs": 2, "wall_seconds": 4.0 if "model=resnet18" in cmd else 10.0,
+                "precision": "bf16-mixed", "device": "NVIDIA H200"}
+
+    monkeypatch.setattr(c, "train", train)
+    with pytest.raises(gpucheck.SectionError, match="vgg backbone failed"):
+        gpucheck.section_compile(c, rec)
+    assert [[a for a in cmd if a.startswith("model")] for cmd in seen] == [
+        ["model=resnet18", "model.compile=true", "model.compile_mode=reduce-overhead", "model.compile_scope=step"],
+        ["model=densenet", "model.compile=true", "model.compile_mode=reduce-overhead", "model.compile_scope=step"],
+        ["model=vgg", "model.compile=true", "model.compile_mode=reduce-overhead", "model.compile_scope=backbone"]]
+    runs = rec["models"]
+    assert runs["resnet18 step"]["speedup_vs_eager"] == 1.5 and runs["densenet step"]["speedup_vs_eager"] == 3.0
+    assert runs["vgg backbone"]["status"] == "failed" and "out of memory" in runs["vgg backbone"]["error"]
+
+
+def test_a_bad_compiled_entry_is_refused_by_name(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        gpucheck.main(["--compiled", "resnet18:graph", "--out", str(tmp_path / "out")])
+    assert e.value.code == 2 and "--compiled entry 'resnet18:graph' is invalid" in capsys.readouterr().err

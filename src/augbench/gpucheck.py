@@ -10,7 +10,7 @@ recorded with the tail of its log and the check goes on (exit code 1 when any se
   backbones  2 epochs of each backbone with CutMix on fake CIFAR of the real size: images/s
   resume     SIGKILL a deterministic run after its first checkpoint, relaunch it: bit-equal to an uninterrupted one?
   compile    under torch.compile with CUDA graphs (reduce-overhead), against the eager runs: ResNet-18's
-             backbone, and ResNet-18's and DenseNet's whole step (model.compile_scope=step)
+             backbone, and ResNet-18's and DenseNet's whole step (model.compile_scope=step); ``--compiled``
   bench      ``python -m augbench.bench --device cuda`` with ``--bench-args`` (default: 3 windows, no compiled
              levers: the compile section times compilation; on an H200 the sections then took about 8 minutes
              together, a cold compile on top)
@@ -56,6 +56,7 @@ class Check:
         self.cpu, self.device_name, self.results, self._data = args.allow_cpu, device_name, {}, {}
         self.bench_args = shlex.split(args.bench_args)
         self.out, self.work, self.models = Path(args.out), Path(args.work), [m for m in args.models.split(",") if m]
+        self.compiled = compiled_runs(args.compiled)
         if self.cpu:  # tiny: the logic of each section, not its figures
             self.sizes = {"full": (320, 64), "small": (320, 64)}
             self.limits = {"trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1,
@@ -242,7 +243,7 @@ def section_resume(c: Check, rec: dict) -> None:
                       f"bit-equal to the uninterrupted run ({len(sa)} tensors, history, test_acc1)")
 
 
-COMPILED = (("resnet18", "backbone"), ("resnet18", "step"), ("densenet", "step"))  # (model, model.compile_scope)
+COMPILED = "resnet18:backbone,resnet18:step,densenet:step"  # model:model.compile_scope, of the compile section
 
 
 def section_compile(c: Check, rec: dict) -> None:
@@ -251,7 +252,7 @@ def section_compile(c: Check, rec: dict) -> None:
     root = c.fake_data("full")
     eager = c.results.get("backbones", {}).get("models", {})
     rec.update(models={}, note="reduce-overhead (CUDA graphs), 2 epochs; the first epoch's time includes compiling")
-    for model, scope in COMPILED:
+    for model, scope in c.compiled:
         name, out = f"{model} {scope}", c.work / "compile" / f"{model}-{scope}"
         cmd = c.train_cmd(model, root, out, "trainer.max_epochs=2", "model.compile=true",
                           "model.compile_mode=reduce-overhead", f"model.compile_scope={scope}")
@@ -329,6 +330,18 @@ def git_commit() -> str | None:
         return None
 
 
+def compiled_runs(spec: str) -> list[tuple[str, str]]:
+    """``model:scope,...`` (the compile section's runs) as pairs; ValueError names a bad entry."""
+    runs = []
+    for entry in filter(None, spec.split(",")):
+        model, _, scope = entry.partition(":")
+        if model not in MODELS or scope not in ("backbone", "step"):
+            raise ValueError(f"--compiled entry {entry!r} is invalid: must be model:scope with a model of "
+                             f"{', '.join(MODELS)} and a scope of backbone, step")
+        runs.append((model, scope))
+    return runs
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m augbench.gpucheck", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -337,6 +350,8 @@ def parse_args(argv):
     p.add_argument("--work", help="scratch folder: fake data, runs, logs (default: a new temporary folder)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--models", default=",".join(MODELS), help="backbones of the backbones section")
+    p.add_argument("--compiled", default=COMPILED, help="runs of the compile section, model:model.compile_scope "
+                   f"(default: {COMPILED})")
     p.add_argument("--device", default="cuda", choices=["cuda"])
     p.add_argument("--bench-args", default=BENCH_ARGS, help="options of the bench section's `python -m augbench.bench "
                    f"--device cuda` (default: {BENCH_ARGS!r}; '' for the benchmark's own defaults)")
@@ -344,6 +359,10 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if unknown := [s for s in args.sections.split(",") if s not in SECTIONS]:
         p.error(f"unknown section(s) {', '.join(unknown)}; choose from {', '.join(SECTIONS)}")
+    try:
+        compiled_runs(args.compiled)
+    except ValueError as e:
+        p.error(str(e))
     return args
 
 
