@@ -187,6 +187,7 @@ def test_float16_is_refused_with_the_reason_and_the_way_out(tmp_path):
         WholeStep(m, make_opt(m), "16-mixed")
     with pytest.raises(ConfigError, match="model.compile_scope=step is invalid with trainer.precision=16-mixed"):
         validate(make_cfg(tmp_path, ["model.compile=true", "model.compile_scope=step", "trainer.precision=16-mixed"]))
+    validate(make_cfg(tmp_path, ["model.compile_scope=step", "trainer.precision=16-mixed"]))  # compile off: no scope
     with pytest.raises(ConfigError, match="model.compile_scope='graph' is invalid: must be backbone .* or step"):
         validate(make_cfg(tmp_path, ["model.compile_scope=graph"]))
 

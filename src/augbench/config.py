@@ -46,7 +46,8 @@ def validate(cfg: DictConfig) -> None:
     need("model.compile_mode", lambda v: v in modes, "null or one of " + ", ".join(m for m in modes if m))
     need("model.compile_scope", lambda v: v in ("backbone", "step"),
          "backbone (torch.compile the network) or step (forward, loss, backward and update in one graph)")
-    if _get(cfg, "model.compile_scope") == "step" and _get(cfg, "trainer.precision") == "16-mixed":
+    if (_get(cfg, "model.compile") and _get(cfg, "model.compile_scope") == "step"
+            and _get(cfg, "trainer.precision") == "16-mixed"):
         raise ConfigError("model.compile_scope=step is invalid with trainer.precision=16-mixed: float16 needs "
                           "a GradScaler, whose skipped steps are not part of the compiled step; use "
                           "bf16-mixed, 32-true or model.compile_scope=backbone")

@@ -178,14 +178,9 @@ def section_backbones(c: Check, rec: dict) -> None:
                     "the suite excluded")
     for m in c.models:
         out = c.work / "backbones" / m
-        try:
-            rec["models"][m] = run_figures(c, c.train(c.train_cmd(m, root, out, "trainer.max_epochs=2"), out))
-        except Exception as e:  # noqa: BLE001 - one backbone failing (out of memory, say) does not stop the others
-            error = describe(e)
-            rec["models"][m] = {"status": "failed", "error": error, "summary": "FAILED " + first_line(error)}
+        rec["models"][m] = attempt(c, c.train_cmd(m, root, out, "trainer.max_epochs=2"), out)
         print(f"{'':20}{m}: {rec['models'][m]['summary']}", flush=True)
-    if failed := [m for m, r in rec["models"].items() if r["status"] != "completed"]:
-        raise SectionError(f"{', '.join(failed)} failed; {failed[0]}: " + rec["models"][failed[0]]["error"])
+    raise_if_any_failed(rec["models"])
     if not c.cpu and "resnet18" in rec["models"]:  # what exact resume costs: deterministic mode, no cudnn.benchmark
         out = c.work / "backbones" / "resnet18-deterministic"
         det = run_figures(c, c.train(c.train_cmd("resnet18", root, out, "trainer.max_epochs=2",
@@ -193,6 +188,20 @@ def section_backbones(c: Check, rec: dict) -> None:
         det["slowdown_vs_default"] = round(det["seconds_per_epoch"] / rec["models"]["resnet18"]["seconds_per_epoch"], 2)
         rec["resnet18_deterministic"] = det
     rec["summary"] = "; ".join(f"{m} {x['images_per_second']:,.0f} img/s" for m, x in rec["models"].items())
+
+
+def attempt(c: Check, cmd: list[str], out: Path) -> dict:
+    """One run's figures, or its failure recorded: one run failing (out of memory, say) stops no other."""
+    try:
+        return run_figures(c, c.train(cmd, out))
+    except Exception as e:  # noqa: BLE001
+        error = describe(e)
+        return {"status": "failed", "error": error, "summary": "FAILED " + first_line(error)}
+
+
+def raise_if_any_failed(runs: dict) -> None:
+    if failed := [name for name, r in runs.items() if r["status"] != "completed"]:
+        raise SectionError(f"{', '.join(failed)} failed; {failed[0]}: " + runs[failed[0]]["error"])
 
 
 def run_figures(c: Check, metrics: dict) -> dict:
@@ -256,19 +265,14 @@ def section_compile(c: Check, rec: dict) -> None:
         name, out = f"{model} {scope}", c.work / "compile" / f"{model}-{scope}"
         cmd = c.train_cmd(model, root, out, "trainer.max_epochs=2", "model.compile=true",
                           "model.compile_mode=reduce-overhead", f"model.compile_scope={scope}")
-        try:
-            r = run_figures(c, c.train(cmd, out))
-        except Exception as e:  # noqa: BLE001 - one compile failing does not stop the others
-            error = describe(e)
-            r = {"status": "failed", "error": error, "summary": "FAILED " + first_line(error)}
+        r = attempt(c, cmd, out)
         if r["status"] == "completed" and eager.get(model, {}).get("status") == "completed":
             r["eager_seconds_per_epoch"] = eager[model]["seconds_per_epoch"]
             r["speedup_vs_eager"] = round(eager[model]["seconds_per_epoch"] / max(r["seconds_per_epoch"], 1e-9), 2)
             r["summary"] += f", {r['speedup_vs_eager']}x the eager run"
         rec["models"][name] = r
         print(f"{'':20}{name}: {r['summary']}", flush=True)
-    if failed := [m for m, r in rec["models"].items() if r["status"] != "completed"]:
-        raise SectionError(f"{', '.join(failed)} failed; {failed[0]}: " + rec["models"][failed[0]]["error"])
+    raise_if_any_failed(rec["models"])
     rec["summary"] = "; ".join(f"{m} {x['seconds_per_epoch']} s/epoch" for m, x in rec["models"].items())
 
 

@@ -166,10 +166,10 @@ class Classifier(L.LightningModule):
         self._after_step(opt, last)
 
     def _compiled_step(self, batch, last: bool):
-        from augbench.wholestep import WholeStep  # wholestep builds on this module
-
         wrapped = self.optimizers()
         if self._whole_step is None or self._whole_step.stale():
+            from augbench.wholestep import WholeStep  # wholestep builds on this module
+
             self._whole_step = WholeStep(self, wrapped.optimizer, str(self.trainer.precision), **self.compile_step)
         wrapped._on_before_step()
         loss, acc = self._whole_step(batch)

@@ -64,7 +64,7 @@ def run_device(cfg: DictConfig, gpu: int | None = None) -> torch.device:
 def build_classifier(cfg: DictConfig, spec, device: torch.device) -> Classifier:
     model = Classifier(cfg.model.name, spec.channels, spec.num_classes, channels_last=device.type == "cuda",
                        **OmegaConf.to_container(cfg.optim))  # plain types: checkpoints load with weights_only
-    if cfg.model.compile and cfg.model.get("compile_scope", "backbone") == "step":
+    if cfg.model.compile and cfg.model.compile_scope == "step":
         # forward, loss, backward and update as one graph, built at the first training step
         model.compile_step = {"mode": cfg.model.compile_mode}
     elif cfg.model.compile:

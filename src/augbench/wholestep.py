@@ -27,10 +27,6 @@ from torch.optim.sgd import sgd
 
 from augbench.module import loss_and_accuracy
 
-AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16, "bf16-true": None, "32-true": None,
-            "32": None, "64-true": None}
-
-
 class StepScopeError(ValueError):
     """A setting that ``model.compile_scope=step`` cannot train with."""
 
@@ -51,7 +47,7 @@ class WholeStep:
             raise StepScopeError("model.compile_scope=step needs one optimiser parameter group")
         self.module, self.opt = module, opt
         self.device_type = module.device.type
-        self.dtype = AUTOCAST.get(str(precision))
+        self.dtype = torch.bfloat16 if precision == "bf16-mixed" else None  # the one mixed precision it takes
         net = module.net
         self.params = dict(net.named_parameters())
         self.buffers = dict(net.named_buffers())
@@ -68,8 +64,9 @@ class WholeStep:
         self.hyper = {k: group[k] for k in ("weight_decay", "momentum", "dampening", "nesterov", "maximize")}
         self._compiled = torch.compile(self._step, fullgraph=True, mode=mode, backend=backend)
 
-    def _loss(self, params, image, batch):
-        x = image.contiguous(memory_format=torch.channels_last) if self.module.channels_last else image
+    def _loss(self, params, batch):
+        x = batch["image"]
+        x = x.contiguous(memory_format=torch.channels_last) if self.module.channels_last else x
         mix = batch.get("feature_mix")
         kwargs = {} if mix is None else {
             "mix": lambda f: torch.where(mix["mask"], f[mix["partner"]], f), "mix_at": mix["layer"]}
@@ -79,8 +76,8 @@ class WholeStep:
             loss, acc = loss_and_accuracy(logits, batch, self.module.hparams.label_smoothing)
         return loss, (loss.detach(), acc.detach())
 
-    def _step(self, image, batch, lr):
-        grads, (_, (loss, acc)) = grad_and_value(self._loss, has_aux=True)(self.params, image, batch)
+    def _step(self, batch, lr):
+        grads, (_, (loss, acc)) = grad_and_value(self._loss, has_aux=True)(self.params, batch)
         with torch.no_grad():
             sgd(list(self.params.values()), list(grads.values()), self.momentum, foreach=True, lr=lr, **self.hyper)
         return loss, acc
@@ -93,4 +90,4 @@ class WholeStep:
     def __call__(self, batch: dict):
         self.lr.fill_(self.opt.param_groups[0]["lr"])
         with torch.autocast(self.device_type, enabled=False):  # the step sets its own (Lightning's is on)
-            return self._compiled(batch["image"], {k: v for k, v in batch.items() if k != "image"}, self.lr)
+            return self._compiled(batch, self.lr)
